@@ -1,0 +1,482 @@
+/**
+ * The per-connection lifecycle (DESIGN §2) as an XState v5 machine: pure data plus named
+ * implementations. The `link` actor, the delays, the reconnect policy and the randomness are
+ * injected with `connectionMachine.provide()`; the supervisor provides the real link (TCP + Noise +
+ * yamux), specs provide scripted ones.
+ *
+ * ```
+ * live                invokes `link`, which owns socket + secure channel + mux
+ * ├── connecting      TCP dial             (after connectTimeout → Timeout)
+ * ├── handshaking     Noise XX + payload   (after handshakeTimeout → Timeout)
+ * ├── connected ⇄ degraded
+ * └── disconnecting   goodbye with reason  (after gracefulShutdownTimeout → force)
+ * backoff             waits per the reconnect strategy, then → live.connecting
+ * closed (final)      banned (final)
+ * ```
+ * Leaving `live` stops the link actor, which releases every resource it holds.
+ */
+import { assign, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
+import type { DisconnectReason } from '../transport/disconnect-reason.js';
+import {
+  DEFAULT_BACKOFF,
+  defaultReconnectPolicy,
+  fullJitterBackoffMs,
+} from '../streams/reconnect.js';
+import type {
+  BackoffOptions,
+  ConnectionKind,
+  Direction,
+  DisconnectFacts,
+  ReconnectStrategy,
+} from '../streams/reconnect.js';
+
+/** The lifecycle states a connection reports, in the vocabulary of DESIGN §2. */
+export type ConnectionState =
+  | 'connecting'
+  | 'handshaking'
+  | 'connected'
+  | 'degraded'
+  | 'disconnecting'
+  | 'backoff'
+  | 'closed'
+  | 'banned';
+
+/** Plain, serialisable context of a connection actor (what the inspector shows). */
+export interface ConnectionContext {
+  /** Supervisor-assigned ID of this connection actor, e.g. `c7`. */
+  readonly connectionId: string;
+  /** Authenticated peer ID (text form), known once the handshake is done. */
+  peerId: string | null;
+  /** Address we dial (`host:port`); null for an inbound connection we cannot dial back. */
+  address: string | null;
+  /** The socket's remote `host:port` of the current link. */
+  remoteAddress: string | null;
+  /** Which side dialed the current link. */
+  direction: Direction;
+  kind: ConnectionKind;
+  /** Current lifecycle state (null before the first state is entered). */
+  state: ConnectionState | null;
+  /** The state before the last transition. */
+  previousState: ConnectionState | null;
+  /** Why the last link ended (or is ending). */
+  reason: DisconnectReason | null;
+  /** Message of the error behind `reason`, if any. */
+  error: string | null;
+  /** The strategy chosen when the last link ended. */
+  strategy: ReconnectStrategy | null;
+  /** Failed attempts since the last successful connection (drives the backoff exponent). */
+  attempt: number;
+  /** Delay of the current backoff, ms. */
+  nextDelayMs: number | null;
+  /** Latest ping RTT, ms. */
+  rttMs: number | null;
+  /** Listen addresses the peer announced in its handshake payload. */
+  listenAddresses: string[];
+  /** The close is final: the app asked for it, or this connection was a duplicate. */
+  final: boolean;
+  /** This connection is being closed as a duplicate of another one to the same peer. */
+  duplicate: boolean;
+}
+
+/** Input of a connection actor. */
+export interface ConnectionInput {
+  readonly connectionId: string;
+  readonly direction: Direction;
+  readonly kind: ConnectionKind;
+  /** Outbound: the address to dial. Inbound: null (the supervisor hands the socket to the link). */
+  readonly address: string | null;
+  readonly remoteAddress?: string | null;
+}
+
+/** Events the link actor sends to its connection. */
+export type LinkEvent =
+  | { type: 'link.tcpConnected'; remoteAddress: string }
+  | { type: 'link.secured'; peerId: string; listenAddresses: string[] }
+  | { type: 'link.ready' }
+  | { type: 'link.rtt'; rttMs: number }
+  | { type: 'link.pingLost' }
+  | { type: 'link.remoteGoodbye'; reason: DisconnectReason; duplicate: boolean }
+  /** `final`: never dial this address again (e.g. it turned out to be ourselves). */
+  | { type: 'link.failed'; reason: DisconnectReason; error: string; final?: boolean }
+  | { type: 'link.closed' };
+
+/** Commands the supervisor or the app send to a connection. */
+export type ConnectionCommand =
+  /** Close the connection. `final`: do not reconnect. `duplicate`: another connection to this peer survives. */
+  | { type: 'disconnect'; reason: DisconnectReason; final: boolean; duplicate?: boolean }
+  /** Make this connection persistent, dialable at `address` (e.g. it survived a simultaneous open). */
+  | { type: 'promote'; kind: ConnectionKind; address: string }
+  /** Health verdicts (from the health pipeline). */
+  | { type: 'health.poor' }
+  | { type: 'health.good' }
+  /** A slot is free again (for AfterResourcesAvailable). */
+  | { type: 'resources.available' }
+  /** The peer reached us on another connection while we wait in Backoff: dial now. */
+  | { type: 'peer.returned' };
+
+/** Every event a connection actor accepts. */
+export type ConnectionEvent = LinkEvent | ConnectionCommand;
+
+/** Events the link actor accepts from its connection. */
+export type LinkCommand = { type: 'link.goodbye'; reason: DisconnectReason; duplicate: boolean };
+
+/** What the link actor receives as input. */
+export interface LinkInput {
+  readonly connectionId: string;
+  readonly direction: Direction;
+  readonly address: string | null;
+}
+
+/**
+ * A report to the supervisor (the actor registered with `systemId: 'supervisor'`), sent on every
+ * state change and when the peer is identified.
+ */
+export type ConnectionReport =
+  | {
+      type: 'connection.transition';
+      connectionId: string;
+      peerId: string | null;
+      address: string | null;
+      remoteAddress: string | null;
+      direction: Direction;
+      kind: ConnectionKind;
+      from: ConnectionState | null;
+      to: ConnectionState;
+      reason: DisconnectReason | null;
+      attempt: number;
+      nextDelayMs: number | null;
+      rttMs: number | null;
+    }
+  | {
+      type: 'connection.identified';
+      connectionId: string;
+      peerId: string;
+      direction: Direction;
+      listenAddresses: string[];
+    }
+  | { type: 'connection.rtt'; connectionId: string; peerId: string | null; rttMs: number };
+
+/** Timing settings of the lifecycle, all in ms (DESIGN §6). */
+export interface ConnectionTimeouts {
+  readonly connectTimeoutMs: number;
+  readonly handshakeTimeoutMs: number;
+  readonly gracefulShutdownTimeoutMs: number;
+}
+
+/** DESIGN §6 defaults: 10 s connect, 10 s handshake, 2 s graceful shutdown. */
+export const DEFAULT_TIMEOUTS: ConnectionTimeouts = {
+  connectTimeoutMs: 10_000,
+  handshakeTimeoutMs: 10_000,
+  gracefulShutdownTimeoutMs: 2_000,
+};
+
+/** Everything `provide()` can replace besides the link: timing, policy and randomness. */
+export interface ConnectionPolicies {
+  readonly timeouts: ConnectionTimeouts;
+  readonly backoff: BackoffOptions;
+  /** Decides what follows a disconnect; see {@link defaultReconnectPolicy}. */
+  readonly reconnectPolicy: (facts: DisconnectFacts) => ReconnectStrategy;
+  /** Uniform random source in [0, 1) for backoff jitter. */
+  readonly random: () => number;
+}
+
+function decide(context: ConnectionContext, policies: ConnectionPolicies): Partial<ConnectionContext> {
+  const reason = context.reason ?? 'Timeout';
+  const strategy = policies.reconnectPolicy({
+    reason,
+    kind: context.kind,
+    dialable: context.address !== null,
+    final: context.final,
+  });
+  const nextDelayMs =
+    strategy === 'WithBackoff'
+      ? fullJitterBackoffMs(context.attempt, policies.backoff, policies.random)
+      : strategy === 'AllowImmediate'
+        ? 0
+        : null;
+  return { reason, strategy, nextDelayMs };
+}
+
+/** DESIGN §6 timeouts and backoff, the DESIGN §2 policy, `Math.random` jitter. */
+export const DEFAULT_CONNECTION_POLICIES: ConnectionPolicies = {
+  timeouts: DEFAULT_TIMEOUTS,
+  backoff: DEFAULT_BACKOFF,
+  reconnectPolicy: defaultReconnectPolicy,
+  random: Math.random,
+};
+
+/**
+ * The connection machine. Provide `actors.link` (see `createLinkActor`) and, optionally, the
+ * implementations of {@link connectionImplementations}. Its default link fails at once, so an
+ * unprovided machine never touches the network.
+ */
+export const connectionMachine = setup({
+  types: {
+    context: {} as ConnectionContext,
+    events: {} as ConnectionEvent,
+    input: {} as ConnectionInput,
+  },
+  actors: {
+    link: fromCallback<LinkCommand, LinkInput>(({ sendBack }) => {
+      sendBack({ type: 'link.failed', reason: 'ResourceConstraint', error: 'no link actor provided' });
+    }),
+  },
+  delays: {
+    connectTimeout: DEFAULT_TIMEOUTS.connectTimeoutMs,
+    handshakeTimeout: DEFAULT_TIMEOUTS.handshakeTimeoutMs,
+    gracefulShutdownTimeout: DEFAULT_TIMEOUTS.gracefulShutdownTimeoutMs,
+    backoffDelay: ({ context }) => context.nextDelayMs ?? 0,
+  },
+  guards: {
+    isInbound: ({ context }) => context.direction === 'inbound',
+    isBannedReason: ({ context }) => context.reason === 'PeerBanned',
+    shouldRedial: ({ context }) =>
+      context.strategy === 'AllowImmediate' || context.strategy === 'WithBackoff',
+    waitsForResources: ({ context }) => context.strategy === 'AfterResourcesAvailable',
+  },
+  actions: {
+    decideStrategy: assign(({ context }) => decide(context, DEFAULT_CONNECTION_POLICIES)),
+    enter: enqueueActions(({ context, enqueue, system }, params: { state: ConnectionState }) => {
+      enqueue.assign({ previousState: context.state, state: params.state });
+      const supervisor = system.get('supervisor');
+      if (!supervisor) return;
+      enqueue.sendTo(supervisor, ({ context: updated }: { context: ConnectionContext }): ConnectionReport => ({
+        type: 'connection.transition',
+        connectionId: updated.connectionId,
+        peerId: updated.peerId,
+        address: updated.address,
+        remoteAddress: updated.remoteAddress,
+        direction: updated.direction,
+        kind: updated.kind,
+        from: updated.previousState,
+        to: params.state,
+        reason: updated.reason,
+        attempt: updated.attempt,
+        nextDelayMs: updated.nextDelayMs,
+        rttMs: updated.rttMs,
+      }));
+    }),
+    reportIdentified: enqueueActions(({ context, enqueue, system }) => {
+      const supervisor = system.get('supervisor');
+      if (!supervisor || context.peerId === null) return;
+      const report: ConnectionReport = {
+        type: 'connection.identified',
+        connectionId: context.connectionId,
+        peerId: context.peerId,
+        direction: context.direction,
+        listenAddresses: context.listenAddresses,
+      };
+      enqueue.sendTo(supervisor, report);
+    }),
+    reportRtt: enqueueActions(({ context, enqueue, system }) => {
+      const supervisor = system.get('supervisor');
+      if (!supervisor || context.rttMs === null) return;
+      const report: ConnectionReport = {
+        type: 'connection.rtt',
+        connectionId: context.connectionId,
+        peerId: context.peerId,
+        rttMs: context.rttMs,
+      };
+      enqueue.sendTo(supervisor, report);
+    }),
+    sendGoodbye: sendTo('link', ({ context }): LinkCommand => ({
+      type: 'link.goodbye',
+      reason: context.reason ?? 'Normal',
+      duplicate: context.duplicate,
+    })),
+  },
+}).createMachine({
+  id: 'connection',
+  context: ({ input }) => ({
+    connectionId: input.connectionId,
+    peerId: null,
+    address: input.address,
+    remoteAddress: input.remoteAddress ?? null,
+    direction: input.direction,
+    kind: input.kind,
+    state: null,
+    previousState: null,
+    reason: null,
+    error: null,
+    strategy: null,
+    attempt: 0,
+    nextDelayMs: null,
+    rttMs: null,
+    listenAddresses: [],
+    final: false,
+    duplicate: false,
+  }),
+  initial: 'live',
+  on: {
+    promote: {
+      actions: assign(({ event }) => ({ kind: event.kind, address: event.address })),
+    },
+  },
+  states: {
+    live: {
+      invoke: {
+        id: 'link',
+        src: 'link',
+        input: ({ context }) => ({
+          connectionId: context.connectionId,
+          direction: context.direction,
+          address: context.address,
+        }),
+      },
+      initial: 'route',
+      on: {
+        'link.rtt': {
+          actions: [assign(({ event }) => ({ rttMs: event.rttMs })), 'reportRtt'],
+        },
+        'link.pingLost': {
+          target: '.disconnecting',
+          actions: assign({ reason: 'Timeout', error: 'ping timeout' }),
+        },
+        'link.failed': {
+          target: 'ending',
+          actions: assign(({ event, context }) => ({
+            reason: event.reason,
+            error: event.error,
+            final: context.final || (event.final ?? false),
+          })),
+        },
+        'link.remoteGoodbye': {
+          target: 'ending',
+          actions: assign(({ event }) => ({
+            reason: event.reason,
+            duplicate: event.duplicate,
+            final: event.duplicate,
+            error: null,
+          })),
+        },
+        disconnect: {
+          target: '.disconnecting',
+          actions: assign(({ event }) => ({
+            reason: event.reason,
+            final: event.final,
+            duplicate: event.duplicate ?? false,
+            error: null,
+          })),
+        },
+      },
+      states: {
+        route: {
+          always: [{ guard: 'isInbound', target: 'handshaking' }, { target: 'connecting' }],
+        },
+        connecting: {
+          entry: { type: 'enter', params: { state: 'connecting' } },
+          on: {
+            'link.tcpConnected': {
+              target: 'handshaking',
+              actions: assign(({ event }) => ({ remoteAddress: event.remoteAddress })),
+            },
+          },
+          after: {
+            connectTimeout: {
+              target: '#connection.ending',
+              actions: assign({ reason: 'Timeout', error: 'connect timeout' }),
+            },
+          },
+        },
+        handshaking: {
+          entry: { type: 'enter', params: { state: 'handshaking' } },
+          on: {
+            'link.secured': {
+              actions: [
+                assign(({ event }) => ({ peerId: event.peerId, listenAddresses: event.listenAddresses })),
+                'reportIdentified',
+              ],
+            },
+            'link.ready': { target: 'connected' },
+          },
+          after: {
+            handshakeTimeout: {
+              target: '#connection.ending',
+              actions: assign({ reason: 'Timeout', error: 'handshake timeout' }),
+            },
+          },
+        },
+        connected: {
+          entry: [assign({ attempt: 0, reason: null, error: null }), { type: 'enter', params: { state: 'connected' } }],
+          on: {
+            'health.poor': { target: 'degraded' },
+          },
+        },
+        degraded: {
+          entry: { type: 'enter', params: { state: 'degraded' } },
+          on: {
+            'health.good': { target: 'connected' },
+          },
+        },
+        disconnecting: {
+          entry: [{ type: 'enter', params: { state: 'disconnecting' } }, 'sendGoodbye'],
+          on: {
+            'link.closed': { target: '#connection.ending' },
+            'link.failed': { target: '#connection.ending' },
+            'link.remoteGoodbye': { target: '#connection.ending' },
+            disconnect: {},
+          },
+          after: {
+            gracefulShutdownTimeout: { target: '#connection.ending' },
+          },
+        },
+      },
+    },
+    ending: {
+      entry: 'decideStrategy',
+      always: [
+        { guard: 'isBannedReason', target: 'banned' },
+        { guard: 'shouldRedial', target: 'backoff' },
+        { guard: 'waitsForResources', target: 'backoff' },
+        { target: 'closed' },
+      ],
+    },
+    backoff: {
+      entry: [
+        assign(({ context }) => ({ attempt: context.attempt + 1, direction: 'outbound' as const })),
+        { type: 'enter', params: { state: 'backoff' } },
+      ],
+      on: {
+        'link.rtt': {},
+        disconnect: {
+          target: 'closed',
+          actions: assign(({ event }) => ({ reason: event.reason, final: true })),
+        },
+        'resources.available': { guard: 'waitsForResources', target: 'live' },
+        'peer.returned': { guard: 'shouldRedial', target: 'live' },
+      },
+      after: {
+        backoffDelay: { guard: 'shouldRedial', target: 'live' },
+      },
+    },
+    closed: {
+      type: 'final',
+      entry: { type: 'enter', params: { state: 'closed' } },
+    },
+    banned: {
+      type: 'final',
+      entry: { type: 'enter', params: { state: 'banned' } },
+    },
+  },
+});
+
+/** The machine's type, for typing actor references and `provide()` results. */
+export type ConnectionMachine = typeof connectionMachine;
+
+/**
+ * The connection machine with `policies` in place of the defaults: the named delays
+ * (`connectTimeout`, `handshakeTimeout`, `gracefulShutdownTimeout`) and the `decideStrategy` action
+ * (reconnect policy, backoff, jitter). Provide `actors.link` on the result as well.
+ */
+export function withConnectionPolicies(policies: ConnectionPolicies): ConnectionMachine {
+  return connectionMachine.provide({
+    delays: {
+      connectTimeout: policies.timeouts.connectTimeoutMs,
+      handshakeTimeout: policies.timeouts.handshakeTimeoutMs,
+      gracefulShutdownTimeout: policies.timeouts.gracefulShutdownTimeoutMs,
+    },
+    actions: {
+      decideStrategy: assign(({ context }) => decide(context, policies)),
+    },
+  });
+}

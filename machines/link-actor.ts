@@ -1,0 +1,153 @@
+/**
+ * The real link actor of the connection machine: dials (outbound) or takes the accepted socket
+ * (inbound), runs the upgrade, pings, and reports to its connection as {@link LinkEvent}s.
+ * Everything it opens lives inside the actor: stopping it (leaving `live`) destroys the socket,
+ * the session and the ping subscription.
+ */
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { SchedulerLike } from 'rxjs';
+import { fromCallback } from 'xstate';
+import { pingSamples } from '../streams/ping.js';
+import type { DisconnectReason } from '../transport/disconnect-reason.js';
+import {
+  ConnectionClosed,
+  DialFailed,
+  IncompatiblePeer,
+  PeerIdMismatch,
+  ProtocolViolation,
+  SelfConnection,
+} from '../transport/errors.js';
+import { establishLink } from '../transport/link.js';
+import type { Link, LocalIdentity } from '../transport/link.js';
+import { dialTcp, parseAddress } from '../transport/tcp.js';
+import type { LinkCommand, LinkEvent, LinkInput } from './connection.js';
+
+/** Live links by connection ID, so the supervisor can open streams on them. */
+export type LinkRegistry = Map<string, Link>;
+
+/** What the link actor needs from its supervisor. */
+export interface LinkActorDependencies {
+  readonly identity: LocalIdentity;
+  /** Drives the ping interval and timeout and measures RTT. */
+  readonly scheduler: SchedulerLike;
+  /** Ping every `pingIntervalMs` ms; a ping unanswered for `pingTimeoutMs` ms is lost. */
+  readonly pingIntervalMs: number;
+  readonly pingTimeoutMs: number;
+  /** Hands over the accepted socket of an inbound connection (once). */
+  takeInboundSocket(connectionId: string): Socket | undefined;
+  /** Live links are registered here while they are up. */
+  readonly links: LinkRegistry;
+  /** An inbound application stream arrived on a connection. */
+  onStream(connectionId: string, peerId: string, protocol: string, stream: Duplex): void;
+}
+
+/**
+ * Maps a link failure to a disconnect reason (DESIGN §2): bad bytes, incompatible or impostor
+ * peers are ProtocolViolation; a failed dial, reset or hang-up is Timeout (the network path
+ * failed); a self-connection is Normal and final.
+ */
+export function reasonForError(error: unknown): { reason: DisconnectReason; final: boolean } {
+  if (error instanceof SelfConnection) return { reason: 'Normal', final: true };
+  if (error instanceof ProtocolViolation || error instanceof IncompatiblePeer || error instanceof PeerIdMismatch) {
+    return { reason: 'ProtocolViolation', final: false };
+  }
+  if (error instanceof DialFailed || error instanceof ConnectionClosed) return { reason: 'Timeout', final: false };
+  return { reason: 'Timeout', final: false };
+}
+
+/** Creates the link actor logic to provide as `actors.link` of the connection machine. */
+export function createLinkActor(deps: LinkActorDependencies) {
+  return fromCallback<LinkCommand, LinkInput>(({ input, sendBack, receive }) => {
+    const abort = new AbortController();
+    let socket: Socket | undefined;
+    let link: Link | undefined;
+    let stopped = false;
+    let closing = false;
+    const send = (event: LinkEvent): void => {
+      if (!stopped) sendBack(event);
+    };
+    const fail = (error: unknown): void => {
+      if (stopped) return;
+      const { reason, final } = reasonForError(error);
+      const message = error instanceof Error ? error.message : String(error);
+      send({ type: 'link.failed', reason, error: message, final });
+      stopped = true;
+    };
+
+    const run = async (): Promise<void> => {
+      if (input.direction === 'outbound') {
+        if (input.address === null) throw new DialFailed('(none)', { cause: new Error('no address to dial') });
+        socket = await dialTcp(parseAddress(input.address), abort.signal);
+        send({ type: 'link.tcpConnected', remoteAddress: `${socket.remoteAddress}:${socket.remotePort}` });
+      } else {
+        socket = deps.takeInboundSocket(input.connectionId);
+        if (!socket) throw new ConnectionClosed('inbound socket is gone');
+      }
+      const established = await establishLink(socket, {
+        identity: deps.identity,
+        role: input.direction === 'outbound' ? 'initiator' : 'responder',
+        signal: abort.signal,
+      });
+      if (stopped) {
+        established.destroy();
+        return;
+      }
+      link = established;
+      deps.links.set(input.connectionId, established);
+      established.on('goodbye', (goodbye) =>
+        send({ type: 'link.remoteGoodbye', reason: goodbye.reason, duplicate: goodbye.duplicate }),
+      );
+      established.on('closed', (error) => {
+        if (closing || error === undefined) send({ type: 'link.closed' });
+        else fail(error);
+      });
+      established.on('stream', (protocol, stream) =>
+        deps.onStream(input.connectionId, established.remotePeerId, protocol, stream),
+      );
+      send({
+        type: 'link.secured',
+        peerId: established.remotePeerId,
+        listenAddresses: [...established.remotePayload.listenAddresses],
+      });
+      send({ type: 'link.ready' });
+      pings = pingSamples(() => established.ping(), {
+        intervalMs: deps.pingIntervalMs,
+        timeoutMs: deps.pingTimeoutMs,
+        scheduler: deps.scheduler,
+      }).subscribe({
+        next: (sample) =>
+          send(sample.kind === 'rtt' ? { type: 'link.rtt', rttMs: sample.rttMs } : { type: 'link.pingLost' }),
+        error: (error: unknown) => {
+          if (!closing) fail(error);
+        },
+      });
+    };
+    let pings: { unsubscribe(): void } | undefined;
+
+    run().catch(fail);
+
+    receive((command) => {
+      if (command.type !== 'link.goodbye' || closing) return;
+      closing = true;
+      pings?.unsubscribe();
+      if (!link) {
+        send({ type: 'link.closed' });
+        return;
+      }
+      link.close(command.reason, command.duplicate).then(
+        () => send({ type: 'link.closed' }),
+        () => send({ type: 'link.closed' }),
+      );
+    });
+
+    return () => {
+      stopped = true;
+      abort.abort(new ConnectionClosed('link stopped'));
+      pings?.unsubscribe();
+      deps.links.delete(input.connectionId);
+      link?.destroy();
+      socket?.destroy();
+    };
+  });
+}

@@ -1,0 +1,158 @@
+/**
+ * The one injected source of time. XState delays (`createActor(machine, { clock })`) and RxJS
+ * schedulers ({@link clockScheduler}) both read it, so a spec that passes a {@link VirtualClock}
+ * runs hours of connection life in milliseconds, and production uses {@link systemClock}.
+ */
+import { Subscription } from 'rxjs';
+import type { SchedulerAction, SchedulerLike } from 'rxjs';
+
+/** Opaque handle of a scheduled timer, returned by {@link Clock.setTimeout}. */
+export type TimerHandle = object | number;
+
+/**
+ * A source of time and timers. It is a superset of XState v5's `Clock`, so it can be passed as
+ * `createActor(machine, { clock })`.
+ */
+export interface Clock {
+  /** Monotonic time in ms (fractional); only differences are meaningful. */
+  now(): number;
+  /** Runs `fn` once after `ms` milliseconds (negative or NaN counts as 0). */
+  setTimeout(fn: () => void, ms: number): TimerHandle;
+  /** Cancels a timer; a handle that already ran or was cleared is ignored. */
+  clearTimeout(handle: TimerHandle): void;
+}
+
+/** Wall-clock time: `performance.now()` and the global timers. */
+export const systemClock: Clock = {
+  now: () => performance.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, Math.max(0, ms || 0)),
+  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+};
+
+/**
+ * Virtual time for specs: nothing runs until {@link VirtualClock.advance} moves time forward.
+ * Timers run in due-time order (ties in scheduling order), including timers that running timers
+ * schedule within the advanced span.
+ */
+export class VirtualClock implements Clock {
+  private time = 0;
+  private sequence = 0;
+  private readonly timers = new Map<number, { due: number; seq: number; fn: () => void }>();
+
+  now(): number {
+    return this.time;
+  }
+
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    const seq = ++this.sequence;
+    this.timers.set(seq, { due: this.time + Math.max(0, ms || 0), seq, fn });
+    return seq;
+  }
+
+  clearTimeout(handle: TimerHandle): void {
+    if (typeof handle === 'number') this.timers.delete(handle);
+  }
+
+  /** Number of timers still scheduled (a leak check: 0 after everything is stopped). */
+  get pendingTimers(): number {
+    return this.timers.size;
+  }
+
+  /**
+   * Moves time forward by `ms`, running every timer due on the way, synchronously.
+   * Use {@link VirtualClock.advanceAsync} when timers trigger promise work that must settle
+   * between them.
+   */
+  advance(ms: number): void {
+    const target = this.time + ms;
+    for (let next = this.nextDue(target); next; next = this.nextDue(target)) {
+      this.timers.delete(next.seq);
+      this.time = next.due;
+      next.fn();
+    }
+    this.time = target;
+  }
+
+  /**
+   * Like {@link VirtualClock.advance}, but lets queued microtasks and I/O callbacks run before and
+   * after every timer, so promise chains started by one timer settle before the next fires.
+   */
+  async advanceAsync(ms: number): Promise<void> {
+    const target = this.time + ms;
+    await settle();
+    for (let next = this.nextDue(target); next; next = this.nextDue(target)) {
+      this.timers.delete(next.seq);
+      this.time = next.due;
+      next.fn();
+      await settle();
+    }
+    this.time = target;
+  }
+
+  private nextDue(limit: number): { due: number; seq: number; fn: () => void } | undefined {
+    let best: { due: number; seq: number; fn: () => void } | undefined;
+    for (const timer of this.timers.values()) {
+      if (timer.due > limit) continue;
+      if (!best || timer.due < best.due || (timer.due === best.due && timer.seq < best.seq)) best = timer;
+    }
+    return best;
+  }
+}
+
+/** Resolves after pending microtasks and one macrotask turn have run (no time passes). */
+function settle(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * An RxJS scheduler whose timers run on `clock`, for `interval`, `timer`, `timeout`, `delay` and
+ * friends. Semantics follow RxJS's `asyncScheduler`: an action may reschedule itself from inside
+ * its work (that is how `interval` repeats), and unsubscribing cancels its pending timer.
+ */
+export function clockScheduler(clock: Clock): SchedulerLike {
+  return {
+    now: () => clock.now(),
+    schedule<T>(work: (this: SchedulerAction<T>, state: T) => void, delay = 0, state?: T): Subscription {
+      return new ClockAction<T>(clock, work).schedule(state, delay);
+    },
+  };
+}
+
+class ClockAction<T> extends Subscription implements SchedulerAction<T> {
+  private handle: TimerHandle | undefined;
+  private state: T | undefined;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly work: (this: SchedulerAction<T>, state: T) => void,
+  ) {
+    super();
+    this.add(() => this.cancel());
+  }
+
+  schedule(state?: T, delay = 0): Subscription {
+    if (this.closed) return this;
+    this.cancel();
+    this.state = state;
+    this.handle = this.clock.setTimeout(() => this.run(), delay);
+    return this;
+  }
+
+  private run(): void {
+    this.handle = undefined;
+    if (this.closed) return;
+    try {
+      this.work.call(this, this.state as T);
+    } catch (error) {
+      this.unsubscribe();
+      throw error;
+    }
+  }
+
+  private cancel(): void {
+    if (this.handle !== undefined) {
+      this.clock.clearTimeout(this.handle);
+      this.handle = undefined;
+    }
+  }
+}

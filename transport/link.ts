@@ -1,0 +1,244 @@
+/**
+ * A link: one authenticated, multiplexed pipe to one peer, built in layers over a TCP socket
+ * (DESIGN §5): Noise XX handshake → secure channel (framed AEAD) → yamux session → control stream
+ * (ping, goodbye) plus application streams opened by protocol name.
+ *
+ * A link owns everything below it: `destroy()` releases the socket, the channel, the session and
+ * every stream. The connection machine's link actor holds exactly one link for the lifetime of
+ * `live`.
+ */
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { ControlChannel, CONTROL_PROTOCOL } from './control-channel.js';
+import type { Goodbye } from './control-channel.js';
+import type { DisconnectReason } from './disconnect-reason.js';
+import { ConnectionClosed, ProtocolViolation } from './errors.js';
+import type { HandshakePayload } from './handshake-payload.js';
+import type { KeyPair, NoiseCrypto } from './noise/crypto.js';
+import { handshakeInitiator, handshakeResponder } from './noise/handshake.js';
+import type { PeerId } from './peer-id.js';
+import { encodeProtocolHeader, readProtocolHeader } from './protocol-select.js';
+import { SecureChannel } from './secure-channel.js';
+import { YamuxSession } from './yamux/session.js';
+import type { YamuxStream } from './yamux/stream.js';
+
+/** Who we are on the wire: keys and the payload we announce. */
+export interface LocalIdentity {
+  /** Long-term X25519 static key pair (32-byte keys). */
+  readonly staticKeyPair: KeyPair;
+  /** Our peer ID (from `staticKeyPair.publicKey`). */
+  readonly peerId: PeerId;
+  /** Our handshake payload (version, flags, node nonce, listen addresses). */
+  readonly payload: HandshakePayload;
+  /** Feature bits a peer must advertise to be accepted (u32 bitfield). */
+  readonly requiredFeatures: number;
+  /** Noise primitives; default `nobleCrypto`. */
+  readonly crypto?: NoiseCrypto;
+}
+
+/** Options of {@link establishLink}. */
+export interface EstablishLinkOptions {
+  readonly identity: LocalIdentity;
+  /** `initiator`: we dialed (Noise initiator, yamux client, we open the control stream). */
+  readonly role: 'initiator' | 'responder';
+  /** Initiator only: abort with PeerIdMismatch if the peer is someone else. */
+  readonly expectedPeerId?: PeerId;
+  /** Aborting stops the handshake and the control stream set-up and destroys the socket. */
+  readonly signal?: AbortSignal;
+}
+
+/** Events of a {@link Link}. */
+export interface LinkEvents {
+  /** The remote said goodbye, with its reason. */
+  goodbye: [Goodbye];
+  /** An inbound application stream, its protocol header already read. */
+  stream: [protocol: string, stream: Duplex];
+  /** The link is gone. `error` is undefined after our own `close()`, else why it failed. */
+  closed: [error: Error | undefined];
+}
+
+/**
+ * An established link. Create it with {@link establishLink}.
+ */
+export class Link extends EventEmitter<LinkEvents> {
+  private ended = false;
+  private closingByUs = false;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly channel: SecureChannel,
+    private readonly session: YamuxSession,
+    private readonly control: ControlChannel,
+    /** The authenticated peer. */
+    readonly remotePeerId: PeerId,
+    /** The peer's handshake payload. */
+    readonly remotePayload: HandshakePayload,
+  ) {
+    super();
+    control.on('goodbye', (goodbye) => this.emit('goodbye', goodbye));
+    control.on('error', (error) => this.end(error));
+    session.on('error', (error: Error) => this.end(error));
+    session.on('close', () => this.end(new ConnectionClosed('yamux session closed')));
+    channel.on('error', (error: Error) => this.end(error));
+    socket.on('close', () => this.end(new ConnectionClosed('socket closed')));
+  }
+
+  /** The socket's remote `host:port`. */
+  get remoteAddress(): string {
+    return `${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? 0}`;
+  }
+
+  /** Whether the link has ended (closed or failed). */
+  get closed(): boolean {
+    return this.ended;
+  }
+
+  /**
+   * Sends a ping on the control stream; resolves when the pong arrives.
+   * @throws ConnectionClosed (rejection) when the link ends first.
+   */
+  ping(): Promise<void> {
+    return this.control.ping();
+  }
+
+  /**
+   * Opens an application stream for `protocol`; the header goes out with the first bytes.
+   * @throws ConnectionClosed when the link has ended; RangeError for an invalid protocol name.
+   */
+  openStream(protocol: string): YamuxStream {
+    if (this.ended) throw new ConnectionClosed('link closed');
+    const header = encodeProtocolHeader(protocol);
+    const stream = this.session.openStream();
+    stream.write(header);
+    return stream;
+  }
+
+  /**
+   * Graceful close (DESIGN §2 Disconnecting): goodbye with `reason`, then the yamux GoAway and the
+   * socket's FIN once everything is flushed. The caller bounds it with `gracefulShutdownTimeout`
+   * and calls {@link Link.destroy} when that passes.
+   */
+  async close(reason: DisconnectReason, duplicate = false): Promise<void> {
+    if (this.ended) return;
+    this.closingByUs = true;
+    await this.control.goodbye(reason, duplicate);
+    await this.session.close();
+    await new Promise<void>((resolve) => {
+      if (this.socket.destroyed) return resolve();
+      this.socket.once('close', () => resolve());
+      this.socket.end();
+    });
+    this.end(undefined);
+  }
+
+  /** Immediate close: destroys the session, the channel and the socket. Idempotent. */
+  destroy(error?: Error): void {
+    this.closingByUs = this.closingByUs || error === undefined;
+    this.control.close();
+    this.session.destroy(error);
+    this.channel.destroy();
+    this.socket.destroy();
+    this.end(error);
+  }
+
+  /** @internal dispatches an inbound stream once its protocol header is read. */
+  acceptStream(stream: YamuxStream): void {
+    readProtocolHeader(stream).then(
+      (protocol) => {
+        if (this.listenerCount('stream') === 0) stream.destroy();
+        else this.emit('stream', protocol, stream);
+      },
+      () => stream.destroy(),
+    );
+  }
+
+  private end(error: Error | undefined): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.socket.destroy();
+    this.emit('closed', this.closingByUs ? undefined : error);
+  }
+}
+
+/**
+ * Runs the whole upgrade on a connected socket: handshake, secure channel, yamux, control stream.
+ * On failure the socket is destroyed.
+ * @throws ProtocolViolation (bad bytes, incompatible peer, wrong peer ID), SelfConnection,
+ *   ConnectionClosed (the peer hung up), or `signal.reason` when aborted.
+ */
+export async function establishLink(socket: Socket, options: EstablishLinkOptions): Promise<Link> {
+  const { identity, role, signal } = options;
+  const initiator = role === 'initiator';
+  let session: YamuxSession | undefined;
+  try {
+    const handshake = await (initiator ? handshakeInitiator : handshakeResponder)(socket, {
+      staticKeyPair: identity.staticKeyPair,
+      payload: identity.payload,
+      requiredFeatures: identity.requiredFeatures,
+      ...(options.expectedPeerId ? { expectedPeerId: options.expectedPeerId } : {}),
+      ...(identity.crypto ? { crypto: identity.crypto } : {}),
+      ...(signal ? { signal } : {}),
+    });
+    const channel = new SecureChannel(socket, handshake);
+    const pendingStreams: YamuxStream[] = [];
+    let link: Link | undefined;
+    session = new YamuxSession(channel, {
+      role: initiator ? 'client' : 'server',
+      onStream: (stream) => (link ? link.acceptStream(stream) : pendingStreams.push(stream)),
+    });
+    const controlStream = initiator
+      ? openControlStream(session)
+      : await acceptControlStream(pendingStreams, session, signal);
+    const control = new ControlChannel(controlStream);
+    link = new Link(socket, channel, session, control, handshake.remotePeerId, handshake.remotePayload);
+    for (const stream of pendingStreams) link.acceptStream(stream);
+    return link;
+  } catch (error) {
+    session?.destroy();
+    socket.destroy();
+    throw error;
+  }
+}
+
+function openControlStream(session: YamuxSession): YamuxStream {
+  const stream = session.openStream();
+  stream.write(encodeProtocolHeader(CONTROL_PROTOCOL));
+  return stream;
+}
+
+/** The responder waits for the initiator's first stream, which must be the control stream. */
+function acceptControlStream(
+  pending: YamuxStream[],
+  session: YamuxSession,
+  signal: AbortSignal | undefined,
+): Promise<YamuxStream> {
+  return new Promise<YamuxStream>((resolve, reject) => {
+    const check = (): void => {
+      const first = pending.shift();
+      if (!first) return;
+      cleanup();
+      readProtocolHeader(first).then((protocol) => {
+        if (protocol === CONTROL_PROTOCOL) resolve(first);
+        else reject(new ProtocolViolation(`first stream must be ${CONTROL_PROTOCOL}, got ${protocol.slice(0, 64)}`));
+      }, reject);
+    };
+    const onClose = (): void => {
+      cleanup();
+      reject(new ConnectionClosed('closed before the control stream opened'));
+    };
+    const onAbort = (): void => {
+      cleanup();
+      reject(signal?.reason instanceof Error ? signal.reason : new ConnectionClosed('aborted'));
+    };
+    const cleanup = (): void => {
+      session.off('stream', check);
+      session.off('close', onClose);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    session.on('stream', check);
+    session.once('close', onClose);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    check();
+  });
+}
