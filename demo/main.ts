@@ -217,7 +217,8 @@ async function main(): Promise<number> {
   note('all pairs connected');
   await new Promise((resolve) => setTimeout(resolve, 1_500));
 
-  victim = nodes[nodes.length - 1] as DemoNode;
+  victim = nodes[nodes.length - 1];
+  if (!victim) throw new Error('no nodes');
   note(`killing ${victim.name} (SIGKILL)`);
   killedAt = Date.now();
   victim.process?.kill('SIGKILL');

@@ -16,6 +16,7 @@
  * Leaving `live` stops the link actor, which releases every resource it holds.
  */
 import { assign, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
+import type { AnyActorRef } from 'xstate';
 import type { DisconnectReason } from '../transport/disconnect-reason.js';
 import {
   DEFAULT_BACKOFF,
@@ -163,6 +164,12 @@ export interface ConnectionTimeouts {
   readonly gracefulShutdownTimeoutMs: number;
 }
 
+/** The supervisor actor, when this connection runs under one (registered as `systemId: 'supervisor'`). */
+function supervisorOf(system: { get(systemId: string): unknown }): AnyActorRef | undefined {
+  const ref = system.get('supervisor');
+  return ref ? (ref as AnyActorRef) : undefined;
+}
+
 /** DESIGN §6 defaults: 10 s connect, 10 s handshake, 2 s graceful shutdown. */
 export const DEFAULT_TIMEOUTS: ConnectionTimeouts = {
   connectTimeoutMs: 10_000,
@@ -238,7 +245,7 @@ export const connectionMachine = setup({
     decideStrategy: assign(({ context }) => decide(context, DEFAULT_CONNECTION_POLICIES)),
     enter: enqueueActions(({ context, enqueue, system }, params: { state: ConnectionState }) => {
       enqueue.assign({ previousState: context.state, state: params.state });
-      const supervisor = system.get('supervisor');
+      const supervisor = supervisorOf(system);
       if (!supervisor) return;
       enqueue.sendTo(supervisor, ({ context: updated }: { context: ConnectionContext }): ConnectionReport => ({
         type: 'connection.transition',
@@ -257,7 +264,7 @@ export const connectionMachine = setup({
       }));
     }),
     reportIdentified: enqueueActions(({ context, enqueue, system }) => {
-      const supervisor = system.get('supervisor');
+      const supervisor = supervisorOf(system);
       if (!supervisor || context.peerId === null) return;
       const report: ConnectionReport = {
         type: 'connection.identified',
@@ -269,7 +276,7 @@ export const connectionMachine = setup({
       enqueue.sendTo(supervisor, report);
     }),
     reportRtt: enqueueActions(({ context, enqueue, system }) => {
-      const supervisor = system.get('supervisor');
+      const supervisor = supervisorOf(system);
       if (!supervisor || context.rttMs === null) return;
       const report: ConnectionReport = {
         type: 'connection.rtt',

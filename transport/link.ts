@@ -182,17 +182,19 @@ export async function establishLink(socket: Socket, options: EstablishLinkOption
     });
     const channel = new SecureChannel(socket, handshake);
     const pendingStreams: YamuxStream[] = [];
-    let link: Link | undefined;
+    // Streams that arrive before the link exists wait here; the responder takes the control stream from them.
+    let accept = (stream: YamuxStream): void => void pendingStreams.push(stream);
     session = new YamuxSession(channel, {
       role: initiator ? 'client' : 'server',
-      onStream: (stream) => (link ? link.acceptStream(stream) : pendingStreams.push(stream)),
+      onStream: (stream) => accept(stream),
     });
     const controlStream = initiator
       ? openControlStream(session)
       : await acceptControlStream(pendingStreams, session, signal);
     const control = new ControlChannel(controlStream);
-    link = new Link(socket, channel, session, control, handshake.remotePeerId, handshake.remotePayload);
-    for (const stream of pendingStreams) link.acceptStream(stream);
+    const link = new Link(socket, channel, session, control, handshake.remotePeerId, handshake.remotePayload);
+    accept = (stream) => link.acceptStream(stream);
+    for (const stream of pendingStreams.splice(0)) link.acceptStream(stream);
     return link;
   } catch (error) {
     session?.destroy();
