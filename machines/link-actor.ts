@@ -38,6 +38,10 @@ export interface LinkActorDependencies {
   takeInboundSocket(connectionId: string): Socket | undefined;
   /** Live links are registered here while they are up. */
   readonly links: LinkRegistry;
+  /** Every socket the link dials is shown here first, so the owner can wait for it to close on shutdown. */
+  trackSocket(socket: Socket): void;
+  /** A dial reached this node itself: the address must never be dialed again (DESIGN §2). */
+  onSelfConnection(address: string): void;
   /** An inbound application stream arrived on a connection. */
   onStream(connectionId: string, peerId: string, protocol: string, stream: Duplex): void;
 }
@@ -69,6 +73,7 @@ export function createLinkActor(deps: LinkActorDependencies) {
     };
     const fail = (error: unknown): void => {
       if (stopped) return;
+      if (error instanceof SelfConnection && input.address !== null) deps.onSelfConnection(input.address);
       const { reason, final } = reasonForError(error);
       const message = error instanceof Error ? error.message : String(error);
       send({ type: 'link.failed', reason, error: message, final });
@@ -79,6 +84,7 @@ export function createLinkActor(deps: LinkActorDependencies) {
       if (input.direction === 'outbound') {
         if (input.address === null) throw new DialFailed('(none)', { cause: new Error('no address to dial') });
         socket = await dialTcp(parseAddress(input.address), abort.signal);
+        deps.trackSocket(socket);
         send({ type: 'link.tcpConnected', remoteAddress: `${socket.remoteAddress}:${socket.remotePort}` });
       } else {
         socket = deps.takeInboundSocket(input.connectionId);
@@ -88,6 +94,7 @@ export function createLinkActor(deps: LinkActorDependencies) {
         identity: deps.identity,
         role: input.direction === 'outbound' ? 'initiator' : 'responder',
         signal: abort.signal,
+        onStream: (protocol, stream, from) => deps.onStream(input.connectionId, from.remotePeerId, protocol, stream),
       });
       if (stopped) {
         established.destroy();
@@ -102,9 +109,6 @@ export function createLinkActor(deps: LinkActorDependencies) {
         if (closing || error === undefined) send({ type: 'link.closed' });
         else fail(error);
       });
-      established.on('stream', (protocol, stream) =>
-        deps.onStream(input.connectionId, established.remotePeerId, protocol, stream),
-      );
       send({
         type: 'link.secured',
         peerId: established.remotePeerId,

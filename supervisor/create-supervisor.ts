@@ -16,7 +16,7 @@ import type { Clock } from '../streams/clock.js';
 import { DEFAULT_BACKOFF, defaultReconnectPolicy } from '../streams/reconnect.js';
 import type { BackoffOptions, ConnectionKind, Direction, DisconnectFacts, ReconnectStrategy } from '../streams/reconnect.js';
 import type { DisconnectReason } from '../transport/disconnect-reason.js';
-import { ConnectionClosed } from '../transport/errors.js';
+import { ConnectionClosed, SelfConnection } from '../transport/errors.js';
 import { createNodeNonce, PROTOCOL_VERSION } from '../transport/handshake-payload.js';
 import type { LocalIdentity } from '../transport/link.js';
 import { nobleCrypto } from '../transport/noise/crypto.js';
@@ -132,7 +132,8 @@ export interface Supervisor {
   /**
    * Connects to `address` (`host:port`) unless a connection already serves that address, and
    * resolves when it is Connected. A persistent connection keeps retrying through Backoff.
-   * @throws ConnectionFailed when it ends for good before Connected; SupervisorStopped.
+   * @throws ConnectionFailed when it ends for good before Connected; SelfConnection for an address
+   *   that turned out to be this node; ProtocolViolation for a malformed address; SupervisorStopped.
    */
   connect(address: string, options?: { kind?: ConnectionKind }): Promise<ConnectionInfo>;
   /**
@@ -172,6 +173,14 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
 
   const links: LinkRegistry = new Map();
   const parkedSockets = new Map<string, Socket>();
+  const openSockets = new Set<Socket>();
+  /** Addresses that turned out to be this node: never dialed again. */
+  const selfAddresses = new Set<string>();
+  const trackSocket = (socket: Socket): void => {
+    if (socket.destroyed) return;
+    openSockets.add(socket);
+    socket.once('close', () => openSockets.delete(socket));
+  };
   const handlers = new Map<string, (stream: Duplex, context: StreamContext) => void>();
   const events = new Subject<ConnectionTransition>();
   const rtts = new Subject<RttSample>();
@@ -183,6 +192,12 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
   let nextId = 0;
   const nodeNonce = createNodeNonce();
 
+  // Reports are queued during a supervisor transition and published once its snapshot is
+  // committed, so subscribers of events$ read the state the event describes.
+  const queuedReports: ConnectionReport[] = [];
+  const flushReports = (): void => {
+    for (const report of queuedReports.splice(0)) publish(report);
+  };
   const publish = (report: ConnectionReport): void => {
     if (report.type === 'connection.transition') {
       events.next({
@@ -251,6 +266,8 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
         pingIntervalMs,
         pingTimeoutMs,
         links,
+        trackSocket,
+        onSelfConnection: (address) => selfAddresses.add(address),
         takeInboundSocket: (id) => {
           const socket = parkedSockets.get(id);
           parkedSockets.delete(id);
@@ -273,7 +290,7 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
       }).provide({ actors: { link } });
       const machine = supervisorMachine.provide({
         actors: { connection },
-        actions: { publish: (_, report: ConnectionReport) => publish(report) },
+        actions: { publish: (_, report: ConnectionReport) => void queuedReports.push(report) },
       });
       actor = createActor(machine, {
         systemId: 'supervisor',
@@ -281,7 +298,10 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
         clock,
         ...(options.inspect ? { inspect: options.inspect } : {}),
       });
-      actor.subscribe(() => changes.next());
+      actor.subscribe(() => {
+        flushReports();
+        changes.next();
+      });
       running = true;
       actor.start();
     },
@@ -302,6 +322,17 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
       current.stop();
       for (const link of links.values()) link.destroy();
       links.clear();
+      // Destroyed sockets release their handles asynchronously: wait for every 'close'.
+      await Promise.all(
+        [...openSockets].map(
+          (socket) =>
+            new Promise<void>((resolve) => {
+              if (socket.closed) return resolve();
+              socket.once('close', () => resolve());
+              socket.destroy();
+            }),
+        ),
+      );
       events.complete();
       rtts.complete();
       changes.complete();
@@ -312,6 +343,7 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
       try {
         current = requireActor();
         parseAddress(address);
+        if (selfAddresses.has(address)) throw new SelfConnection(`${address} is this node; it is not dialed again`);
       } catch (error) {
         return Promise.reject(error instanceof Error ? error : new Error(String(error)));
       }
@@ -417,6 +449,7 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
       return;
     }
     const connectionId = `i${++nextId}`;
+    trackSocket(socket);
     parkedSockets.set(connectionId, socket);
     // Until the link takes it, a socket error must not crash the process.
     const onError = (): void => undefined;

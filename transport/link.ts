@@ -46,14 +46,17 @@ export interface EstablishLinkOptions {
   readonly expectedPeerId?: PeerId;
   /** Aborting stops the handshake and the control stream set-up and destroys the socket. */
   readonly signal?: AbortSignal;
+  /**
+   * Receives each inbound application stream once its protocol header is read, from the first
+   * one on (streams can arrive before `establishLink` resolves). Without it, streams are reset.
+   */
+  readonly onStream?: (protocol: string, stream: Duplex, link: Link) => void;
 }
 
 /** Events of a {@link Link}. */
 export interface LinkEvents {
   /** The remote said goodbye, with its reason. */
   goodbye: [Goodbye];
-  /** An inbound application stream, its protocol header already read. */
-  stream: [protocol: string, stream: Duplex];
   /** The link is gone. `error` is undefined after our own `close()`, else why it failed. */
   closed: [error: Error | undefined];
 }
@@ -74,6 +77,7 @@ export class Link extends EventEmitter<LinkEvents> {
     readonly remotePeerId: PeerId,
     /** The peer's handshake payload. */
     readonly remotePayload: HandshakePayload,
+    private readonly onStream: ((protocol: string, stream: Duplex, link: Link) => void) | undefined,
   ) {
     super();
     control.on('goodbye', (goodbye) => this.emit('goodbye', goodbye));
@@ -146,8 +150,8 @@ export class Link extends EventEmitter<LinkEvents> {
   acceptStream(stream: YamuxStream): void {
     readProtocolHeader(stream).then(
       (protocol) => {
-        if (this.listenerCount('stream') === 0) stream.destroy();
-        else this.emit('stream', protocol, stream);
+        if (this.onStream && !this.ended) this.onStream(protocol, stream, this);
+        else stream.destroy();
       },
       () => stream.destroy(),
     );
@@ -192,7 +196,15 @@ export async function establishLink(socket: Socket, options: EstablishLinkOption
       ? openControlStream(session)
       : await acceptControlStream(pendingStreams, session, signal);
     const control = new ControlChannel(controlStream);
-    const link = new Link(socket, channel, session, control, handshake.remotePeerId, handshake.remotePayload);
+    const link = new Link(
+      socket,
+      channel,
+      session,
+      control,
+      handshake.remotePeerId,
+      handshake.remotePayload,
+      options.onStream,
+    );
     accept = (stream) => link.acceptStream(stream);
     for (const stream of pendingStreams.splice(0)) link.acceptStream(stream);
     return link;

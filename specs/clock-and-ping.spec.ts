@@ -1,0 +1,123 @@
+/**
+ * The injected clock and the ping pipeline, in virtual time.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { interval, take, timer, toArray, firstValueFrom } from 'rxjs';
+import { clockScheduler, VirtualClock } from '../streams/clock.js';
+import { pingSamples } from '../streams/ping.js';
+import type { PingSample } from '../streams/ping.js';
+
+describe('VirtualClock', () => {
+  it('runs timers in due order, ties in scheduling order, including timers scheduled while advancing', () => {
+    const clock = new VirtualClock();
+    const order: string[] = [];
+    clock.setTimeout(() => order.push('b@20'), 20);
+    clock.setTimeout(() => {
+      order.push('a@10');
+      clock.setTimeout(() => order.push('c@15'), 5);
+    }, 10);
+    clock.setTimeout(() => order.push('d@20'), 20);
+    const cancelled = clock.setTimeout(() => order.push('never'), 5);
+    clock.clearTimeout(cancelled);
+    clock.advance(19);
+    assert.deepEqual(order, ['a@10', 'c@15']);
+    assert.equal(clock.now(), 19);
+    clock.advance(1);
+    assert.deepEqual(order, ['a@10', 'c@15', 'b@20', 'd@20']);
+    assert.equal(clock.pendingTimers, 0);
+  });
+
+  it('fires every timer exactly once at its due time (property)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 10_000 }), { maxLength: 50 }), fc.integer({ min: 1, max: 20 }), (delays, steps) => {
+        const clock = new VirtualClock();
+        const fired: Array<{ due: number; at: number }> = [];
+        for (const delay of delays) clock.setTimeout(() => fired.push({ due: delay, at: clock.now() }), delay);
+        for (let i = 0; i < steps; i++) clock.advance(10_000 / steps + 1);
+        assert.equal(fired.length, delays.length);
+        for (const { due, at } of fired) assert.equal(at, due);
+        assert.deepEqual(fired.map((f) => f.at), [...fired.map((f) => f.at)].sort((a, b) => a - b));
+      }),
+    );
+  });
+});
+
+describe('clockScheduler', () => {
+  it('drives RxJS interval and timer on the virtual clock, and unsubscribing cancels the timer', async () => {
+    const clock = new VirtualClock();
+    const scheduler = clockScheduler(clock);
+    const values = firstValueFrom(interval(1_000, scheduler).pipe(take(3), toArray()));
+    clock.advance(3_000);
+    assert.deepEqual(await values, [0, 1, 2]);
+    assert.equal(clock.pendingTimers, 0);
+
+    const seen: number[] = [];
+    const subscription = timer(500, 500, scheduler).subscribe((value) => seen.push(value));
+    clock.advance(1_200);
+    subscription.unsubscribe();
+    assert.deepEqual(seen, [0, 1]);
+    assert.equal(clock.pendingTimers, 0, 'no timer left after unsubscribe');
+    assert.equal(scheduler.now(), clock.now());
+  });
+});
+
+describe('pingSamples', () => {
+  it('emits RTT samples measured on the clock, and a loss when no pong comes within the timeout', async () => {
+    const clock = new VirtualClock();
+    const scheduler = clockScheduler(clock);
+    const answerAfter = [30, 12, null, 40]; // ms until the pong; null: never
+    let call = 0;
+    const ping = (): Promise<void> =>
+      new Promise<void>((resolve) => {
+        const after = answerAfter[call++];
+        if (after !== null && after !== undefined) clock.setTimeout(resolve, after);
+      });
+    const samples: PingSample[] = [];
+    const subscription = pingSamples(ping, { intervalMs: 1_000, timeoutMs: 500, scheduler }).subscribe((sample) =>
+      samples.push(sample),
+    );
+    await clock.advanceAsync(3_100);
+    subscription.unsubscribe();
+    assert.deepEqual(samples, [
+      { kind: 'rtt', rttMs: 30 },
+      { kind: 'rtt', rttMs: 12 },
+      { kind: 'lost' },
+      { kind: 'rtt', rttMs: 40 },
+    ]);
+    assert.equal(clock.pendingTimers, 0, 'pending pongs are cancelled... none left');
+  });
+
+  it('does not overlap pings when one takes longer than the interval', async () => {
+    const clock = new VirtualClock();
+    const scheduler = clockScheduler(clock);
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const ping = (): Promise<void> =>
+      new Promise<void>((resolve) => {
+        inFlight++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        clock.setTimeout(() => {
+          inFlight--;
+          resolve();
+        }, 2_500);
+      });
+    const subscription = pingSamples(ping, { intervalMs: 1_000, timeoutMs: 5_000, scheduler }).subscribe();
+    await clock.advanceAsync(10_000);
+    subscription.unsubscribe();
+    assert.equal(maxInFlight, 1);
+  });
+
+  it('ends with the error when the connection closes', async () => {
+    const clock = new VirtualClock();
+    const scheduler = clockScheduler(clock);
+    let failure: unknown;
+    pingSamples(() => Promise.reject(new Error('closed')), { intervalMs: 1_000, timeoutMs: 500, scheduler }).subscribe({
+      error: (error: unknown) => (failure = error),
+    });
+    await clock.advanceAsync(0);
+    assert.equal((failure as Error).message, 'closed');
+    assert.equal(clock.pendingTimers, 0);
+  });
+});

@@ -1,0 +1,220 @@
+/**
+ * Two supervisors over real TCP on 127.0.0.1: connect, a stream echoing 1 MiB, ping RTT, the
+ * peer's socket destroyed → Backoff → Connected again when the peer returns, and bad input that
+ * closes one connection without touching another. Waits are on events, never on sleeps.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { filter, firstValueFrom, take, toArray } from 'rxjs';
+import { createSupervisor, SelfConnection } from '../index.js';
+import type { ConnectionTransition, Supervisor, SupervisorOptions } from '../index.js';
+import { ConnectionFailed } from '../supervisor/errors.js';
+import { startTcpProxy } from './support/tcp-proxy.js';
+
+const ECHO = '/test/echo/1';
+
+const fast: SupervisorOptions = {
+  listen: '127.0.0.1:0',
+  timeouts: { connectTimeoutMs: 2_000, handshakeTimeoutMs: 2_000, gracefulShutdownTimeoutMs: 500 },
+  ping: { intervalMs: 100, timeoutMs: 2_000 },
+  backoff: { baseMs: 20, factor: 2, capMs: 200 },
+};
+
+function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+function readAll(stream: Duplex): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.once('end', () => resolve(Buffer.concat(chunks)));
+    stream.once('error', reject);
+  });
+}
+
+async function echo(client: Supervisor, peerId: string, payload: Buffer): Promise<Buffer> {
+  const stream = await client.openStream(peerId, ECHO);
+  const reply = readAll(stream);
+  stream.end(payload);
+  return reply;
+}
+
+/** Resolves with the transitions of one connection up to and including the first that matches. */
+function transitionsUntil(
+  supervisor: Supervisor,
+  matches: (event: ConnectionTransition) => boolean,
+): Promise<ConnectionTransition[]> {
+  const seen: ConnectionTransition[] = [];
+  return firstValueFrom(
+    supervisor.events$.pipe(
+      filter((event) => {
+        seen.push(event);
+        return matches(event);
+      }),
+    ),
+  ).then(() => seen);
+}
+
+function handleEcho(supervisor: Supervisor): void {
+  supervisor.handle(ECHO, (stream) => stream.pipe(stream));
+}
+
+describe('two supervisors over real TCP', () => {
+  const crashes: unknown[] = [];
+  const onCrash = (error: unknown): void => void crashes.push(error);
+  before(() => {
+    process.on('uncaughtException', onCrash);
+    process.on('unhandledRejection', onCrash);
+  });
+  after(() => {
+    process.off('uncaughtException', onCrash);
+    process.off('unhandledRejection', onCrash);
+    assert.deepEqual(crashes, [], 'no uncaught exception or unhandled rejection');
+  });
+
+  it('connects, echoes 1 MiB on a stream, measures RTT, and reuses the connection', async () => {
+    const a = createSupervisor(fast);
+    const b = createSupervisor(fast);
+    handleEcho(b);
+    await Promise.all([a.start(), b.start()]);
+    try {
+      const rtt = firstValueFrom(a.rtt$.pipe(filter((sample) => sample.peerId === b.peerId)));
+      const info = await a.connect(b.listenAddress as string);
+      assert.equal(info.peerId, b.peerId);
+      assert.equal(info.state, 'connected');
+      assert.equal(info.direction, 'outbound');
+
+      const payload = randomBytes(1024 * 1024);
+      assert.equal(sha256(await echo(a, b.peerId, payload)), sha256(payload));
+      assert.ok((await rtt).rttMs > 0, 'RTT is positive');
+
+      const again = await Promise.all([a.connect(b.listenAddress as string), a.connect(b.listenAddress as string)]);
+      assert.deepEqual(
+        again.map((each) => each.connectionId),
+        [info.connectionId, info.connectionId],
+        'connect() again returns the existing connection',
+      );
+      assert.equal(a.connections().length, 1);
+      assert.equal(b.getStatus(a.peerId)?.state, 'connected');
+      assert.equal(b.getStatus(a.peerId)?.direction, 'inbound');
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+
+  it('goes through Backoff when the peer socket is destroyed and is Connected again when the peer returns', async () => {
+    const a = createSupervisor(fast);
+    const b = createSupervisor(fast);
+    handleEcho(b);
+    await Promise.all([a.start(), b.start()]);
+    const proxy = await startTcpProxy(b.listenAddress as string);
+    try {
+      await a.connect(proxy.address);
+      const away = transitionsUntil(a, (event) => event.to === 'backoff');
+      proxy.setDown(true);
+      proxy.cut();
+      const lost = (await away).at(-1);
+      assert.equal(lost?.from, 'connected');
+      assert.equal(lost?.reason, 'Timeout');
+
+      // While the peer is away, redials fail (the proxy accepts, then hangs up) and back off again.
+      const redial = await transitionsUntil(a, (event) => event.to === 'backoff');
+      assert.deepEqual(redial.map((event) => event.to).slice(0, 1), ['connecting']);
+      const back = transitionsUntil(a, (event) => event.to === 'connected');
+      proxy.setDown(false);
+      const path = (await back).map((event) => event.to);
+      assert.deepEqual(path.slice(-3), ['connecting', 'handshaking', 'connected']);
+      const status = a.getStatus(b.peerId);
+      assert.equal(status?.state, 'connected');
+      assert.ok((status?.reconnects ?? 0) >= 1);
+
+      const payload = randomBytes(64 * 1024);
+      assert.equal(sha256(await echo(a, b.peerId, payload)), sha256(payload), 'streams work after the reconnect');
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+      await proxy.close();
+    }
+  });
+
+  it('closes connections that send garbage (ProtocolViolation, or Timeout for a stalled message) and leaves the others alone', async () => {
+    const a = createSupervisor(fast);
+    const b = createSupervisor(fast);
+    handleEcho(b);
+    await Promise.all([a.start(), b.start()]);
+    try {
+      await a.connect(b.listenAddress as string);
+      const [host, port] = (b.listenAddress as string).split(':');
+      const ends: ConnectionTransition[] = [];
+      const twoEnded = firstValueFrom(
+        b.events$.pipe(
+          filter((event) => event.direction === 'inbound' && event.to === 'closed' && event.peerId === null),
+          take(2),
+          toArray(),
+        ),
+      );
+      // A Noise message 1 too short to hold the ephemeral key: a protocol violation at once.
+      const truncated = net.connect({ host: host as string, port: Number(port) });
+      truncated.on('error', () => undefined);
+      truncated.write(Buffer.concat([Buffer.from([0, 16]), randomBytes(16)]));
+      // Random bytes: either malformed at once, or a length prefix that stalls until handshakeTimeout.
+      const random = net.connect({ host: host as string, port: Number(port) });
+      random.on('error', () => undefined);
+      random.write(randomBytes(4096));
+      ends.push(...(await twoEnded));
+      const reasons = ends.map((event) => event.reason);
+      assert.ok(reasons.includes('ProtocolViolation'), `a violation is named: ${reasons.join(',')}`);
+      for (const reason of reasons) assert.ok(reason === 'ProtocolViolation' || reason === 'Timeout');
+      await Promise.all(
+        [truncated, random].map((socket) => new Promise<void>((resolve) => (socket.closed ? resolve() : socket.once('close', () => resolve())))),
+      );
+
+      assert.equal(a.getStatus(b.peerId)?.state, 'connected');
+      const payload = randomBytes(32 * 1024);
+      assert.equal(sha256(await echo(a, b.peerId, payload)), sha256(payload));
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+
+  it('refuses to dial itself and never dials that address again', async () => {
+    const a = createSupervisor(fast);
+    await a.start();
+    try {
+      const transitions = a.events$.pipe(take(100), toArray());
+      const collected = firstValueFrom(transitions);
+      await assert.rejects(a.connect(a.listenAddress as string), ConnectionFailed);
+      await assert.rejects(a.connect(a.listenAddress as string), SelfConnection);
+      await a.stop();
+      const dials = (await collected).filter((event) => event.to === 'connecting' && event.direction === 'outbound');
+      assert.equal(dials.length, 1, 'one dial, no redial');
+    } finally {
+      await a.stop();
+    }
+  });
+
+  it('leaves no socket, server or timer behind after stop()', async () => {
+    const kinds = (): Record<string, number> => {
+      const counts: Record<string, number> = {};
+      for (const kind of process.getActiveResourcesInfo()) counts[kind] = (counts[kind] ?? 0) + 1;
+      return counts;
+    };
+    const before = kinds();
+    const a = createSupervisor(fast);
+    const b = createSupervisor(fast);
+    handleEcho(b);
+    await Promise.all([a.start(), b.start()]);
+    await a.connect(b.listenAddress as string);
+    await echo(a, b.peerId, randomBytes(1024));
+    const during = kinds();
+    assert.ok((during.TCPSocketWrap ?? 0) >= 2 && (during.TCPServerWrap ?? 0) >= 2, 'resources were in use');
+    await Promise.all([a.stop(), b.stop()]);
+    const afterStop = kinds();
+    for (const kind of ['TCPSocketWrap', 'TCPServerWrap', 'Timeout']) {
+      assert.equal(afterStop[kind] ?? 0, before[kind] ?? 0, `${kind} count is back to where it was`);
+    }
+  });
+});
