@@ -48,6 +48,7 @@ export interface ControlChannelEvents {
 export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   private readonly inbound = new ByteQueue();
   private readonly pendingPings = new Map<string, () => void>();
+  private readonly rejectors = new Map<string, (error: Error) => void>();
   private nextPing = 0n;
   private failed: Error | undefined;
 
@@ -88,13 +89,11 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     });
   }
 
-  /** Destroys the control stream; pending pings reject with ConnectionClosed. */
+  /** Destroys the control stream; pending pings reject with ConnectionClosed. Emits no `error` (we closed it). */
   close(): void {
-    this.fail(new ConnectionClosed('control channel closed'));
+    this.fail(new ConnectionClosed('control channel closed'), false);
     this.stream.destroy();
   }
-
-  private readonly rejectors = new Map<string, (error: Error) => void>();
 
   private writeFrame(type: number, body: Buffer, done?: () => void): void {
     const frame = Buffer.allocUnsafe(3 + body.length);
@@ -156,12 +155,12 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     this.stream.destroy();
   }
 
-  private fail(error: Error): void {
+  private fail(error: Error, announce = true): void {
     if (this.failed) return;
     this.failed = error;
     for (const reject of this.rejectors.values()) reject(error);
     this.pendingPings.clear();
     this.rejectors.clear();
-    this.emit('error', error);
+    if (announce) this.emit('error', error);
   }
 }
