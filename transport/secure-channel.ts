@@ -1,0 +1,312 @@
+/**
+ * The secure channel: an encrypted, authenticated byte stream over a socket after the Noise XX
+ * handshake (DESIGN §5).
+ *
+ * Wire format, each direction: a sequence of frames, each a 2-byte big-endian length `L`
+ * (16..65535) followed by `L` bytes of ChaCha20-Poly1305 ciphertext || tag, encrypted with the
+ * direction's CipherState (empty associated data, nonces 0, 1, 2, …; Noise spec rev 34 §5.1, §3
+ * for the 65535-byte limit). A frame carries 0..65519 bytes of plaintext; frames are not message
+ * boundaries: the stream is a byte stream.
+ */
+import { Duplex, type DuplexOptions } from 'node:stream';
+import { ByteQueue } from './byte-queue.js';
+import { ConnectionClosed, PeerwardenError, ProtocolViolation } from './errors.js';
+import type { HandshakePayload } from './handshake-payload.js';
+import type { CipherState } from './noise/cipher-state.js';
+import { TAG_LENGTH } from './noise/crypto.js';
+import type { HandshakeResult } from './noise/handshake.js';
+import type { PeerId } from './peer-id.js';
+
+/** Bytes of the big-endian length prefix of every frame. */
+export const FRAME_LENGTH_BYTES = 2;
+/** Largest frame body (ciphertext + tag), in bytes: the Noise message limit (§3). */
+export const MAX_FRAME_CIPHERTEXT = 65535;
+/** Largest plaintext one frame can carry, in bytes: 65535 - 16. */
+export const MAX_FRAME_PLAINTEXT = MAX_FRAME_CIPHERTEXT - TAG_LENGTH;
+
+/**
+ * Plaintext of each full frame we send: one byte under the maximum, so a full frame is exactly
+ * 65536 bytes on the wire and, in a batch laid out from a 4-byte-aligned base, every ciphertext
+ * starts 4-byte aligned, which keeps ChaCha20 on its fast path for in-place encryption.
+ */
+const SEND_FRAME_PLAINTEXT = MAX_FRAME_PLAINTEXT - 1;
+/** Frames encrypted into one socket write (about 1 MiB), bounding memory for huge writes. */
+const FRAMES_PER_BATCH = 16;
+/** Default high-water mark of both sides of the channel, in bytes: about one full frame. */
+const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
+const EMPTY = new Uint8Array(0);
+
+/** Options of {@link SecureChannel}. */
+export interface SecureChannelOptions {
+  /** High-water mark of the readable and writable sides, in bytes (default 65536). */
+  readonly highWaterMark?: number;
+  /**
+   * Keep our writable side open after the peer ended its side (default true). When false, the
+   * channel ends its side (and the socket's) as soon as the peer's end arrives.
+   */
+  readonly allowHalfOpen?: boolean;
+}
+
+/**
+ * A `Duplex` of plaintext bytes over `socket`, framed and encrypted as described in the module
+ * doc. The channel owns the socket from construction on: do not read, write or pause it directly.
+ *
+ * - Writes of any size are split into frames; the frames of one write (or of several queued
+ *   writes) are encrypted into one buffer and handed to the socket in one `write` per ~1 MiB.
+ * - Backpressure: a write's callback runs only once the socket took the bytes without going over
+ *   its high-water mark, or after its `'drain'`; when our readable side is full the socket is
+ *   paused until `_read`.
+ * - Errors: a frame shorter than the tag, a failed decrypt, or the connection ending inside a
+ *   frame destroys the channel with `ProtocolViolation` (and destroys the socket); a socket error
+ *   or a close before the peer's end destroys it with `ConnectionClosed` (socket error as `cause`).
+ * - Half-close: `end()` ends the socket's writable side after every frame is flushed; the
+ *   socket's `'end'` ends our readable side. The socket's `allowHalfOpen` is set to true so this
+ *   channel decides (see {@link SecureChannelOptions.allowHalfOpen}).
+ * - `destroy()` destroys the socket.
+ */
+export class SecureChannel extends Duplex {
+  /** The authenticated peer. */
+  readonly remotePeerId: PeerId;
+  /** The peer's static X25519 public key, 32 bytes. */
+  readonly remotePublicKey: Uint8Array;
+  /** The peer's handshake payload. */
+  readonly remotePayload: HandshakePayload;
+  /** The Noise handshake hash, 32 bytes, equal on both sides. */
+  readonly handshakeHash: Uint8Array;
+  /** The underlying socket (owned by the channel). */
+  readonly socket: Duplex;
+
+  private readonly sendCipher: CipherState;
+  private readonly receiveCipher: CipherState;
+  private readonly inbound = new ByteQueue();
+  /** push() returned false: the socket is paused until _read. */
+  private readPaused = false;
+  private remoteEnded = false;
+  private endPushed = false;
+  /** Continuation of a write waiting for the socket's 'drain' (called with an error if it closes). */
+  private awaitingDrain: ((error?: Error) => void) | undefined;
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.inbound.push(chunk);
+    this.deliver();
+  };
+  private readonly onEnd = (): void => {
+    this.remoteEnded = true;
+    this.deliver();
+  };
+  private readonly onDrain = (): void => {
+    const resume = this.awaitingDrain;
+    this.awaitingDrain = undefined;
+    resume?.();
+  };
+  private readonly onSocketError = (error: Error): void => {
+    this.destroy(closedBy(error));
+  };
+  private readonly onClose = (): void => {
+    const resume = this.awaitingDrain;
+    this.awaitingDrain = undefined;
+    resume?.(new ConnectionClosed('connection closed while writing'));
+    if (!this.remoteEnded) {
+      this.destroy(new ConnectionClosed('connection closed'));
+      return;
+    }
+    // The peer had finished sending: let what it sent be read to the end, then close, failing
+    // only if bytes we were asked to send are lost.
+    const finish = (): void => {
+      this.destroy(this.writableFinished || this.writableLength === 0 ? undefined : new ConnectionClosed('connection closed before our data was sent'));
+    };
+    if (this.readableEnded) finish();
+    else this.once('end', finish);
+  };
+
+  /**
+   * @param socket the connected stream the handshake ran on (usually a `net.Socket`).
+   * @param handshake the handshake's result: the ciphers, the peer's identity and the bytes read
+   *   past the handshake (consumed before anything else from the socket).
+   */
+  constructor(socket: Duplex, handshake: HandshakeResult, options: SecureChannelOptions = {}) {
+    const highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
+    const duplexOptions: DuplexOptions = {
+      allowHalfOpen: options.allowHalfOpen ?? true,
+      readableHighWaterMark: highWaterMark,
+      writableHighWaterMark: highWaterMark,
+      decodeStrings: true,
+    };
+    super(duplexOptions);
+    this.socket = socket;
+    this.sendCipher = handshake.send;
+    this.receiveCipher = handshake.receive;
+    this.remotePeerId = handshake.remotePeerId;
+    this.remotePublicKey = handshake.remotePublicKey;
+    this.remotePayload = handshake.remotePayload;
+    this.handshakeHash = handshake.handshakeHash;
+    this.inbound.push(handshake.leftover);
+    // We, not the socket, decide when our side ends (in _final).
+    socket.allowHalfOpen = true;
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('drain', this.onDrain);
+    socket.on('error', this.onSocketError);
+    socket.on('close', this.onClose);
+    if (socket.destroyed) process.nextTick(() => this.destroy(new ConnectionClosed('socket closed before the channel')));
+  }
+
+  override _read(): void {
+    this.readPaused = false;
+    this.deliver();
+    if (!this.readPaused && !this.destroyed) this.socket.resume();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.writeChunks([chunk], callback);
+  }
+
+  override _writev(chunks: { chunk: Buffer; encoding: BufferEncoding }[], callback: (error?: Error | null) => void): void {
+    this.writeChunks(
+      chunks.map((entry) => entry.chunk),
+      callback,
+    );
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    if (this.socket.destroyed || this.socket.writableEnded) {
+      callback(new ConnectionClosed('connection closed before end'));
+      return;
+    }
+    this.socket.end(() => callback());
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    const socket = this.socket;
+    socket.off('data', this.onData);
+    socket.off('end', this.onEnd);
+    socket.off('drain', this.onDrain);
+    socket.off('close', this.onClose);
+    // 'error' stays attached: an error already scheduled on the socket must not go unhandled.
+    this.inbound.clear();
+    const resume = this.awaitingDrain;
+    this.awaitingDrain = undefined;
+    socket.destroy();
+    resume?.(error ?? new ConnectionClosed('channel destroyed'));
+    callback(error);
+  }
+
+  /** Decrypts and pushes every complete frame until our readable side is full; handles the peer's end. */
+  private deliver(): void {
+    const inbound = this.inbound;
+    while (!this.readPaused && !this.destroyed) {
+      const prefix = inbound.peek(FRAME_LENGTH_BYTES);
+      if (prefix === undefined) break;
+      const length = prefix.readUInt16BE(0);
+      if (length < TAG_LENGTH) {
+        this.destroy(new ProtocolViolation(`frame of ${length} bytes cannot hold the ${TAG_LENGTH}-byte tag`));
+        return;
+      }
+      if (inbound.length < FRAME_LENGTH_BYTES + length) break;
+      inbound.skip(FRAME_LENGTH_BYTES);
+      const frame = inbound.read(length) as Buffer;
+      let plaintext: Uint8Array;
+      try {
+        plaintext = this.receiveCipher.decryptWithAd(EMPTY, frame);
+      } catch (error) {
+        this.destroy(error instanceof PeerwardenError ? error : new ProtocolViolation('frame decrypt failed', { cause: error }));
+        return;
+      }
+      if (plaintext.length === 0) continue;
+      if (!this.push(Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.length))) {
+        this.readPaused = true;
+        this.socket.pause();
+      }
+    }
+    if (this.remoteEnded && !this.readPaused && !this.endPushed && !this.destroyed) {
+      if (inbound.length > 0) {
+        this.destroy(new ProtocolViolation('connection ended in the middle of a frame'));
+        return;
+      }
+      this.endPushed = true;
+      this.push(null);
+    }
+  }
+
+  /**
+   * Encrypts `chunks` into frames, batch by batch, writing each batch to the socket; calls
+   * `callback` once the last batch was accepted below the socket's high-water mark (or drained).
+   */
+  private writeChunks(chunks: Buffer[], callback: (error?: Error | null) => void): void {
+    let remaining = 0;
+    for (const chunk of chunks) remaining += chunk.length;
+    let chunkIndex = 0;
+    let chunkOffset = 0;
+
+    // Copies `length` plaintext bytes from the chunks, in order, into `target`.
+    const take = (target: Buffer, length: number): void => {
+      let copied = 0;
+      while (copied < length) {
+        const chunk = chunks[chunkIndex] as Buffer;
+        const n = Math.min(chunk.length - chunkOffset, length - copied);
+        chunk.copy(target, copied, chunkOffset, chunkOffset + n);
+        copied += n;
+        chunkOffset += n;
+        if (chunkOffset === chunk.length) {
+          chunkIndex++;
+          chunkOffset = 0;
+        }
+      }
+    };
+
+    const next = (error?: Error): void => {
+      if (error !== undefined) {
+        callback(error);
+        return;
+      }
+      try {
+        while (remaining > 0) {
+          if (this.socket.destroyed || this.socket.writableEnded) {
+            callback(new ConnectionClosed('connection closed while writing'));
+            return;
+          }
+          const batch = this.encryptBatch(Math.min(remaining, SEND_FRAME_PLAINTEXT * FRAMES_PER_BATCH), take);
+          remaining -= batch.plaintextLength;
+          if (!this.socket.write(batch.bytes)) {
+            this.awaitingDrain = next;
+            return;
+          }
+        }
+      } catch (error) {
+        callback(error instanceof Error ? error : new Error(String(error)));
+        return;
+      }
+      callback();
+    };
+    next();
+  }
+
+  /** Lays out and encrypts in place the frames for `plaintextLength` bytes, in one buffer. */
+  private encryptBatch(
+    plaintextLength: number,
+    take: (target: Buffer, length: number) => void,
+  ): { bytes: Buffer; plaintextLength: number } {
+    const frames = Math.ceil(plaintextLength / SEND_FRAME_PLAINTEXT);
+    const size = plaintextLength + frames * (FRAME_LENGTH_BYTES + TAG_LENGTH);
+    // Unpooled memory starts 8-byte aligned; starting the batch 2 bytes in puts each ciphertext on a 4-byte boundary.
+    const bytes = Buffer.allocUnsafeSlow(size + 2).subarray(2);
+    let offset = 0;
+    let left = plaintextLength;
+    while (left > 0) {
+      const n = Math.min(left, SEND_FRAME_PLAINTEXT);
+      bytes.writeUInt16BE(n + TAG_LENGTH, offset);
+      const body = bytes.subarray(offset + FRAME_LENGTH_BYTES, offset + FRAME_LENGTH_BYTES + n + TAG_LENGTH);
+      take(body, n);
+      this.sendCipher.encryptWithAd(EMPTY, body.subarray(0, n), body);
+      offset += FRAME_LENGTH_BYTES + n + TAG_LENGTH;
+      left -= n;
+    }
+    return { bytes, plaintextLength };
+  }
+}
+
+function closedBy(cause: Error): ConnectionClosed {
+  const error = new ConnectionClosed(`connection failed: ${cause.message}`);
+  Object.defineProperty(error, 'cause', { value: cause, configurable: true, writable: true });
+  return error;
+}
