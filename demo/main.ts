@@ -2,7 +2,9 @@
  * `npm start`: N peerwarden nodes in separate processes on 127.0.0.1, every node a persistent peer
  * of every other. Once all are connected, one node is killed with SIGKILL and restarted on the same
  * port with the same key; every other node's connection to it must go to Backoff and come back to
- * Connected through Connecting and Handshaking.
+ * Connected through Connecting and Handshaking. The restarted node only listens: the survivors'
+ * persistent connections bring it back. (Were it to dial them too, the simultaneous-open rule would
+ * keep its dial on the survivors with a higher peer ID, and their own redial would be the one closed.)
  *
  * Flags: `--nodes N` (default 4), `--duration S` (seconds, default 12: the run lasts at least this
  * long), `--json` (one JSON object per transition line). Exit code 0 when every pair ends
@@ -189,9 +191,20 @@ function printSummary(): boolean {
   }
   if (values.json) {
     for (const row of rows.slice(1)) {
-      const [node, peer, state, rtt, reconnects] = row;
-      console.log(JSON.stringify({ summary: true, node, peer, state, rttMs: rtt === '-' ? null : Number(rtt), reconnects: Number(reconnects) }));
+      const [node, peer, state, rtt, reconnects, recovered] = row;
+      console.log(
+        JSON.stringify({
+          summary: true,
+          node,
+          peer,
+          state,
+          rttMs: rtt === '-' ? null : Number(rtt),
+          reconnects: Number(reconnects),
+          ...(recovered ? { recoveredViaBackoff: recovered === 'yes' } : {}),
+        }),
+      );
     }
+    console.log(JSON.stringify({ result: ok ? 'ok' : 'failed' }));
   } else {
     const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => (row[column] ?? '').length)));
     console.log('');
@@ -227,7 +240,6 @@ async function main(): Promise<number> {
   await new Promise((resolve) => setTimeout(resolve, 1_000));
   note(`restarting ${victim.name} on port ${victim.port} with the same key`);
   await start(victim);
-  tell(victim, { type: 'peers', addresses: survivors.map((peer) => peer.address) });
 
   const recovered = (): boolean =>
     allConnected() && survivors.every((node) => recoveries.get(`${node.name}|${victim!.name}`)?.connected === true);
