@@ -8,7 +8,6 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import fc from 'fast-check';
 import assert from 'node:assert/strict';
 import { getEventListeners, once } from 'node:events';
-import net from 'node:net';
 import { Duplex } from 'node:stream';
 import { describe, it } from 'node:test';
 import {
@@ -32,6 +31,7 @@ import {
 } from '../transport/noise/handshake.js';
 import { HandshakeState, MAX_NOISE_MESSAGE_LENGTH } from '../transport/noise/handshake-state.js';
 import { peerIdFromPublicKey } from '../transport/peer-id.js';
+import { tcpPair } from './support/sockets.js';
 
 const EMPTY = new Uint8Array(0);
 const key = (fill: number): Uint8Array => new Uint8Array(32).fill(fill);
@@ -273,30 +273,6 @@ function options(staticKeyPair: KeyPair, overrides: Partial<HandshakeOptions> = 
   return { staticKeyPair, payload: payload(), ...overrides };
 }
 
-/** A connected TCP socket pair on 127.0.0.1 (the listening server is closed at once). */
-async function tcpPair(): Promise<{ client: net.Socket; server: net.Socket; close: () => Promise<void> }> {
-  const listener = net.createServer();
-  listener.listen(0, '127.0.0.1');
-  await once(listener, 'listening');
-  const { port } = listener.address() as net.AddressInfo;
-  const accepted = once(listener, 'connection') as Promise<[net.Socket]>;
-  const client = net.connect(port, '127.0.0.1');
-  const [[server]] = await Promise.all([accepted, once(client, 'connect')]);
-  // Stop accepting now; the callback fires once both sockets are closed.
-  const listenerClosed = new Promise<void>((resolve) => listener.close(() => resolve()));
-  const close = async (): Promise<void> => {
-    await Promise.all(
-      [client, server].map((socket) => {
-        if (socket.closed) return Promise.resolve();
-        const closed = once(socket, 'close');
-        socket.destroy();
-        return closed;
-      }),
-    );
-    await listenerClosed;
-  };
-  return { client, server, close };
-}
 
 const EVENTS = ['data', 'end', 'close', 'error', 'readable'] as const;
 function listenerCounts(stream: Duplex): number[] {

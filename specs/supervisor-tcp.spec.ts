@@ -4,15 +4,15 @@
  * closes one connection without touching another. Waits are on events, never on sleeps.
  */
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
-import type { Duplex } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { filter, firstValueFrom, take, toArray } from 'rxjs';
 import { createSupervisor, SelfConnection } from '../index.js';
 import type { ConnectionTransition, Supervisor, SupervisorOptions } from '../index.js';
 import { ConnectionFailed } from '../supervisor/errors.js';
 import { startTcpProxy } from './support/tcp-proxy.js';
+import { readAll, sha256 } from './support/sockets.js';
 
 const ECHO = '/test/echo/1';
 
@@ -23,18 +23,7 @@ const fast: SupervisorOptions = {
   backoff: { baseMs: 20, factor: 2, capMs: 200 },
 };
 
-function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
 
-function readAll(stream: Duplex): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-    stream.once('end', () => resolve(Buffer.concat(chunks)));
-    stream.once('error', reject);
-  });
-}
 
 async function echo(client: Supervisor, peerId: string, payload: Buffer): Promise<Buffer> {
   const stream = await client.openStream(peerId, ECHO);

@@ -10,16 +10,16 @@
 import { describe, it } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { once } from 'node:events';
-import { createHash, randomBytes } from 'node:crypto';
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
-import type { Duplex, Readable } from 'node:stream';
+import { randomBytes } from 'node:crypto';
+import type net from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { AbortOptions, Stream as Libp2pStream, StreamMuxer } from '@libp2p/interface';
 import type { SendResult } from '@libp2p/utils';
 import { Client as YamuxJsClient, Server as YamuxJsServer } from 'yamux-js';
 
 import { GoAwayCode, StreamOpenRefused, YamuxSession } from '../transport/yamux/index.js';
 import type { YamuxStream } from '../transport/yamux/index.js';
+import { readAll, sha256, tcpPair, writeAll } from './support/sockets.js';
 
 // libp2p-yamux uses Promise.withResolvers (ES2024), which Node 20 lacks: define it before the
 // libp2p modules load (hence their dynamic imports below). Spec code only.
@@ -96,52 +96,19 @@ class SocketConnection extends AbstractMultiaddrConnection {
 
 // ---- helpers -------------------------------------------------------------------------------
 
-async function waitClosed(socket: net.Socket): Promise<void> {
-  if (!socket.closed) await once(socket, 'close');
-}
 
 async function withTcpPair(body: (client: net.Socket, server: net.Socket) => Promise<void>): Promise<void> {
-  const listener = net.createServer();
-  listener.listen(0, '127.0.0.1');
-  await once(listener, 'listening');
-  const { port } = listener.address() as AddressInfo;
-  const accepted = once(listener, 'connection') as Promise<[net.Socket]>;
-  const client = net.connect(port, '127.0.0.1');
-  const [[server]] = await Promise.all([accepted, once(client, 'connect')]);
-  const listenerClosed = new Promise<void>((resolve) => listener.close(() => resolve()));
-  for (const socket of [client, server]) {
-    socket.setNoDelay(true);
-    socket.on('error', () => undefined); // a peer may reset when torn down
-  }
+  const pair = await tcpPair();
+  for (const socket of [pair.client, pair.server]) socket.on('error', () => undefined); // a peer may reset when torn down
   try {
-    await body(client, server);
+    await body(pair.client, pair.server);
   } finally {
-    client.destroy();
-    server.destroy();
-    await Promise.all([waitClosed(client), waitClosed(server), listenerClosed]);
+    await pair.close();
   }
 }
 
-/** Everything until 'end', by events: `for await` would destroy (reset) the Duplex at the end. */
-function readAll(stream: Readable): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-    stream.once('end', () => resolve(Buffer.concat(chunks)));
-    stream.once('error', reject);
-  });
-}
 
-async function writeAll(stream: YamuxStream, data: Buffer, chunkSize: number): Promise<void> {
-  for (let offset = 0; offset < data.length; offset += chunkSize) {
-    if (!stream.write(data.subarray(offset, offset + chunkSize))) await once(stream, 'drain');
-  }
-  stream.end();
-}
 
-function sha256(data: Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
-}
 
 /** Our request/response handler: read to the peer's FIN, answer, FIN. */
 function ourResponder(stream: YamuxStream): void {

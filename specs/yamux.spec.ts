@@ -13,7 +13,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Duplex } from 'node:stream';
-import type { Readable } from 'node:stream';
 import fc from 'fast-check';
 
 import { ByteQueue } from '../transport/byte-queue.js';
@@ -32,43 +31,12 @@ import {
   encodeHeader,
 } from '../transport/yamux/index.js';
 import type { FrameHeader, FrameHeaderInit, YamuxSessionOptions, YamuxStream } from '../transport/yamux/index.js';
+import { readAll, sha256, tcpPair, waitClosed, writeAll } from './support/sockets.js';
 
 // ---- helpers -------------------------------------------------------------------------------
 
-interface SocketPair {
-  client: net.Socket;
-  server: net.Socket;
-  /** Destroys both sockets and the listener, resolving once all are closed. */
-  close(): Promise<void>;
-}
 
-async function waitClosed(socket: net.Socket): Promise<void> {
-  if (!socket.closed) await once(socket, 'close');
-}
 
-/** One TCP connection to ourselves on 127.0.0.1, port chosen by the OS. */
-async function tcpPair(): Promise<SocketPair> {
-  const listener = net.createServer();
-  listener.listen(0, '127.0.0.1');
-  await once(listener, 'listening');
-  const { port } = listener.address() as AddressInfo;
-  const accepted = once(listener, 'connection') as Promise<[net.Socket]>;
-  const client = net.connect(port, '127.0.0.1');
-  const [[server]] = await Promise.all([accepted, once(client, 'connect')]);
-  // Small frames (SYN, FIN, WindowUpdate) must not wait out Nagle + delayed ACK (40 ms each).
-  client.setNoDelay(true);
-  server.setNoDelay(true);
-  const listenerClosed = new Promise<void>((resolve) => listener.close(() => resolve()));
-  return {
-    client,
-    server,
-    async close() {
-      client.destroy();
-      server.destroy();
-      await Promise.all([waitClosed(client), waitClosed(server), listenerClosed]);
-    },
-  };
-}
 
 interface Sessions {
   clientSocket: net.Socket;
@@ -96,18 +64,6 @@ async function withSessions(
   }
 }
 
-/**
- * Everything the stream delivers until 'end'. Events rather than `for await`, because Node's
- * async iterator destroys a Duplex when the iteration ends, which would reset the writable side.
- */
-function readAll(stream: Readable): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-    stream.once('end', () => resolve(Buffer.concat(chunks)));
-    stream.once('error', reject);
-  });
-}
 
 /** The session's 'close' argument. Not `events.once`, which would add an 'error' listener. */
 function sessionClosed(session: YamuxSession): Promise<Error | undefined> {
@@ -119,17 +75,7 @@ function streamClosed(stream: YamuxStream): Promise<void> {
   return new Promise((resolve) => stream.once('close', () => resolve()));
 }
 
-/** Writes `data` in `chunkSize` pieces honouring backpressure, then ends the stream. */
-async function writeAll(stream: YamuxStream, data: Buffer, chunkSize: number): Promise<void> {
-  for (let offset = 0; offset < data.length; offset += chunkSize) {
-    if (!stream.write(data.subarray(offset, offset + chunkSize))) await once(stream, 'drain');
-  }
-  stream.end();
-}
 
-function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
 
 /** Echoes every inbound stream back, half-closing after the peer does. */
 function echo(stream: YamuxStream): void {
