@@ -5,13 +5,14 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import net from 'node:net';
+import type net from 'node:net';
 import { describe, it } from 'node:test';
 import { ProtocolViolation } from '../transport/errors.js';
 import { createNodeNonce, PROTOCOL_VERSION, type HandshakePayload } from '../transport/handshake-payload.js';
 import { nobleCrypto } from '../transport/noise/crypto.js';
 import { handshakeInitiator, handshakeResponder, type HandshakeResult } from '../transport/noise/handshake.js';
 import { FRAME_LENGTH_BYTES, MAX_FRAME_CIPHERTEXT, SecureChannel } from '../transport/secure-channel.js';
+import { tcpPair } from './support/sockets.js';
 
 const EMPTY = new Uint8Array(0);
 
@@ -31,26 +32,11 @@ interface Pair {
 
 /** Two TCP sockets on 127.0.0.1 with a completed handshake (client = initiator). */
 async function handshakenPair(): Promise<Pair> {
-  const listening = net.createServer();
-  listening.listen(0, '127.0.0.1');
-  await once(listening, 'listening');
-  const { port } = listening.address() as net.AddressInfo;
-  const accepted = once(listening, 'connection') as Promise<[net.Socket]>;
-  const client = net.connect(port, '127.0.0.1');
-  const [[server]] = await Promise.all([accepted, once(client, 'connect')]);
-  const listenerClosed = new Promise<void>((resolve) => listening.close(() => resolve()));
+  const { client, server, close: closeSockets } = await tcpPair();
   const channels: SecureChannel[] = [];
   const close = async (): Promise<void> => {
     for (const channel of channels) channel.destroy();
-    await Promise.all(
-      [client, server].map((socket) => {
-        if (socket.closed) return Promise.resolve();
-        const closed = once(socket, 'close');
-        socket.destroy();
-        return closed;
-      }),
-    );
-    await listenerClosed;
+    await closeSockets();
   };
   const [dialer, listener] = await Promise.all([
     handshakeInitiator(client, { staticKeyPair: nobleCrypto.generateKeyPair(), payload: payload() }),
