@@ -95,6 +95,42 @@ describe('two supervisors over real TCP', () => {
     }
   });
 
+  it('keeps exactly one connection when two peers dial each other at once', async () => {
+    for (let round = 0; round < 5; round++) {
+      const a = createSupervisor(fast);
+      const b = createSupervisor(fast);
+      handleEcho(a);
+      handleEcho(b);
+      await Promise.all([a.start(), b.start()]);
+      try {
+        const [fromA, fromB] = await Promise.all([
+          a.connect(b.listenAddress as string),
+          b.connect(a.listenAddress as string),
+        ]);
+        assert.equal(fromA.peerId, b.peerId);
+        assert.equal(fromB.peerId, a.peerId);
+        const settled = async (node: Supervisor): Promise<void> => {
+          if (node.connections().length === 1) return;
+          await firstValueFrom(node.events$.pipe(filter(() => node.connections().length === 1)));
+        };
+        await Promise.all([settled(a), settled(b)]);
+        const [onA] = a.connections();
+        const [onB] = b.connections();
+        // The lower peer ID's dial survives: outbound on the lower side, inbound on the higher.
+        const lowerIsA = a.peerId < b.peerId;
+        assert.equal(onA?.direction, lowerIsA ? 'outbound' : 'inbound');
+        assert.equal(onB?.direction, lowerIsA ? 'inbound' : 'outbound');
+        assert.equal(onA?.kind, 'persistent', 'the survivor keeps the peer persistent');
+        assert.equal(onB?.kind, 'persistent');
+        const payload = randomBytes(16 * 1024);
+        assert.equal(sha256(await echo(a, b.peerId, payload)), sha256(payload));
+        assert.equal(sha256(await echo(b, a.peerId, payload)), sha256(payload));
+      } finally {
+        await Promise.all([a.stop(), b.stop()]);
+      }
+    }
+  });
+
   it('goes through Backoff when the peer socket is destroyed and is Connected again when the peer returns', async () => {
     const a = createSupervisor(fast);
     const b = createSupervisor(fast);

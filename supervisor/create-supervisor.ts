@@ -353,37 +353,37 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
         address,
         kind: connectOptions.kind ?? 'persistent',
       });
-      const connectionId = current.getSnapshot().context.byAddress[address];
+      // The connection we wait for; a duplicate that closes hands over to the survivor for its peer.
+      let watchedId = current.getSnapshot().context.byAddress[address];
+      let watchedPeer: string | null = null;
       return new Promise<ConnectionInfo>((resolve, reject) => {
+        let lastFailure: ConnectionFailed | undefined;
         const settle = (): boolean => {
           const context = current.getSnapshot().context;
-          const record = connectionId === undefined ? undefined : context.connections[connectionId];
-          if (record && (record.state === 'connected' || record.state === 'degraded')) {
+          const record = watchedId === undefined ? undefined : context.connections[watchedId];
+          if (record) {
+            watchedPeer = record.peerId ?? watchedPeer;
+            if (record.state !== 'connected' && record.state !== 'degraded') return false;
             resolve(toInfo(record));
             return true;
           }
-          if (!record) {
-            // Ended: a duplicate closes in favour of another connection to the same peer.
-            const survivorId = Object.values(context.connections).find(
-              (candidate) => candidate.address === address && candidate.state === 'connected',
-            )?.connectionId;
-            const survivor = survivorId === undefined ? undefined : context.connections[survivorId];
-            if (survivor) resolve(toInfo(survivor));
-            else reject(lastFailure ?? new ConnectionFailed(address, null, 'the connection ended'));
-            return true;
+          const survivorId = watchedPeer === null ? undefined : context.byPeer[watchedPeer];
+          if (survivorId !== undefined && context.connections[survivorId]) {
+            watchedId = survivorId;
+            return settle();
           }
-          return false;
+          reject(lastFailure ?? new ConnectionFailed(address, null, 'the connection ended'));
+          return true;
         };
-        let lastFailure: ConnectionFailed | undefined;
         if (settle()) return;
         const subscription = events.subscribe({
           next: (transition) => {
-            if (transition.connectionId === connectionId && (transition.to === 'closed' || transition.to === 'banned')) {
+            if (transition.connectionId !== watchedId) return;
+            watchedPeer = transition.peerId ?? watchedPeer;
+            if (transition.to === 'closed' || transition.to === 'banned') {
               lastFailure = new ConnectionFailed(address, transition.reason, null);
             }
-            if (transition.connectionId === connectionId || transition.to === 'connected') {
-              if (settle()) subscription.unsubscribe();
-            }
+            if (settle()) subscription.unsubscribe();
           },
           complete: () => reject(new SupervisorStopped()),
         });
