@@ -86,7 +86,7 @@ describe('pingSamples', () => {
       { kind: 'lost' },
       { kind: 'rtt', rttMs: 40 },
     ]);
-    assert.equal(clock.pendingTimers, 0, 'pending pongs are cancelled... none left');
+    assert.equal(clock.pendingTimers, 0, 'no timer is left once the pipeline is unsubscribed');
   });
 
   it('does not overlap pings when one takes longer than the interval', async () => {
