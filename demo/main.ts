@@ -2,9 +2,11 @@
  * `npm start`: N peerwarden nodes in separate processes on 127.0.0.1, every node a persistent peer
  * of every other. Once all are connected, one node is killed with SIGKILL and restarted on the same
  * port with the same key; every other node's connection to it must go to Backoff and come back to
- * Connected through Connecting and Handshaking. The restarted node only listens: the survivors'
- * persistent connections bring it back. (Were it to dial them too, the simultaneous-open rule would
- * keep its dial on the survivors with a higher peer ID, and their own redial would be the one closed.)
+ * Connected through Connecting and Handshaking. The restarted node first only listens: the
+ * survivors' persistent connections bring it back. (Were it to dial them at once, the
+ * simultaneous-open rule would keep its dial on the survivors with a higher peer ID, and their own
+ * redial would be the one closed.) Then it is given its peers as persistent, which marks the
+ * connections it already has persistent without dialing again.
  *
  * Flags: `--nodes N` (default 4), `--duration S` (seconds, default 12: the run lasts at least this
  * long), `--json` (one JSON object per transition line). Exit code 0 when every pair ends
@@ -244,6 +246,7 @@ async function main(): Promise<number> {
   const recovered = (): boolean =>
     allConnected() && survivors.every((node) => recoveries.get(`${node.name}|${victim!.name}`)?.connected === true);
   await until(recovered, 20_000);
+  tell(victim, { type: 'peers', addresses: survivors.map((peer) => peer.address) });
   const remaining = durationMs - (Date.now() - started);
   if (remaining > 0) await new Promise((resolve) => setTimeout(resolve, remaining));
 

@@ -90,6 +90,16 @@ describe('two supervisors over real TCP', () => {
       assert.equal(a.connections().length, 1);
       assert.equal(b.getStatus(a.peerId)?.state, 'connected');
       assert.equal(b.getStatus(a.peerId)?.direction, 'inbound');
+      assert.equal(b.getStatus(a.peerId)?.kind, 'temporary');
+
+      // B asks for A as a persistent peer: the inbound connection it has, announced listen address
+      // and all, is returned and made persistent; nothing is dialed.
+      const inbound = b.getStatus(a.peerId)?.connectionId;
+      const persistent = await b.connect(a.listenAddress as string, { kind: 'persistent' });
+      assert.equal(persistent.connectionId, inbound);
+      assert.equal(persistent.kind, 'persistent');
+      assert.equal(persistent.address, a.listenAddress);
+      assert.equal(b.connections().length, 1);
     } finally {
       await Promise.all([a.stop(), b.stop()]);
     }

@@ -97,8 +97,25 @@ export const supervisorMachine = setup({
   on: {
     connect: {
       actions: enqueueActions(({ context, event, enqueue }) => {
-        const existing = context.byAddress[event.address];
-        if (existing !== undefined && context.connections[existing]) return;
+        const existingId = context.byAddress[event.address];
+        const existing = existingId === undefined ? undefined : context.connections[existingId];
+        if (existing) {
+          // Asking for a persistent connection to a peer we already reach makes that connection persistent.
+          if (event.kind === 'persistent' && existing.kind !== 'persistent') {
+            enqueue.assign({
+              connections: {
+                ...context.connections,
+                [existing.connectionId]: { ...existing, kind: 'persistent', address: event.address },
+              },
+              persistentPeers:
+                existing.peerId === null
+                  ? context.persistentPeers
+                  : { ...context.persistentPeers, [existing.peerId]: event.address },
+            });
+            enqueue.sendTo(existing.connectionId, { type: 'promote', kind: 'persistent', address: event.address });
+          }
+          return;
+        }
         enqueue.assign({
           connections: {
             ...context.connections,
