@@ -23,7 +23,7 @@ const supervisor = createSupervisor({
   listen: `127.0.0.1:${values.port}`,
   timeouts: { connectTimeoutMs: 2_000, handshakeTimeoutMs: 2_000, gracefulShutdownTimeoutMs: 500 },
   ping: { intervalMs: 1_000, timeoutMs: 1_000 },
-  backoff: { baseMs: 250, factor: 2, capMs: 2_000 },
+  timeoutBackoff: { baseMs: 250, factor: 2, capMs: 2_000 },
 });
 
 supervisor.events$.subscribe((event) => {

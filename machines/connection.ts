@@ -20,15 +20,20 @@ import type { AnyActorRef } from 'xstate';
 import type { DisconnectReason } from '../transport/disconnect-reason.js';
 import {
   DEFAULT_BACKOFF,
+  DEFAULT_VIOLATION_BAN,
   defaultReconnectPolicy,
   fullJitterBackoffMs,
+  HISTORY_LENGTH,
+  recordViolation,
 } from '../streams/reconnect.js';
 import type {
   BackoffOptions,
   ConnectionKind,
   Direction,
   DisconnectFacts,
+  DisconnectRecord,
   ReconnectStrategy,
+  ViolationBanRule,
 } from '../streams/reconnect.js';
 
 /** The lifecycle states a connection reports, in the vocabulary of DESIGN §2. */
@@ -77,6 +82,10 @@ export interface ConnectionContext {
   final: boolean;
   /** This connection is being closed as a duplicate of another one to the same peer. */
   duplicate: boolean;
+  /** Earlier disconnects, oldest first (bounded), as the reconnect policy sees them. */
+  history: DisconnectRecord[];
+  /** Times (ms) of recent ProtocolViolations, for the ban rule. */
+  violations: number[];
 }
 
 /** Input of a connection actor. */
@@ -96,6 +105,8 @@ export type LinkEvent =
   | { type: 'link.ready' }
   | { type: 'link.rtt'; rttMs: number }
   | { type: 'link.pingLost' }
+  /** Nothing was received for `inactivityTimeout` (a half-open connection looks exactly like this). */
+  | { type: 'link.inactive' }
   | { type: 'link.remoteGoodbye'; reason: DisconnectReason; duplicate: boolean }
   /** `final`: never dial this address again (e.g. it turned out to be ourselves). */
   | { type: 'link.failed'; reason: DisconnectReason; error: string; final?: boolean }
@@ -162,6 +173,8 @@ export interface ConnectionTimeouts {
   readonly connectTimeoutMs: number;
   readonly handshakeTimeoutMs: number;
   readonly gracefulShutdownTimeoutMs: number;
+  /** Connected this long without a failure resets the backoff exponent (`attempt` back to 0). */
+  readonly stablePeriodMs: number;
 }
 
 /** The supervisor actor, when this connection runs under one (registered as `systemId: 'supervisor'`). */
@@ -170,46 +183,78 @@ function supervisorOf(system: { get(systemId: string): unknown }): AnyActorRef |
   return ref ? (ref as AnyActorRef) : undefined;
 }
 
-/** DESIGN §6 defaults: 10 s connect, 10 s handshake, 2 s graceful shutdown. */
+/** DESIGN §6 defaults: 10 s connect, 10 s handshake, 2 s graceful shutdown; ours: 60 s stable period. */
 export const DEFAULT_TIMEOUTS: ConnectionTimeouts = {
   connectTimeoutMs: 10_000,
   handshakeTimeoutMs: 10_000,
   gracefulShutdownTimeoutMs: 2_000,
+  stablePeriodMs: 60_000,
 };
+
+/** Backoff after ProtocolViolations: slower than after timeouts (5 s base, ×2, 5 min cap). */
+export const DEFAULT_VIOLATION_BACKOFF: BackoffOptions = { baseMs: 5_000, factor: 2, capMs: 300_000 };
 
 /** Everything `provide()` can replace besides the link: timing, policy and randomness. */
 export interface ConnectionPolicies {
   readonly timeouts: ConnectionTimeouts;
-  readonly backoff: BackoffOptions;
+  /** Backoff after every reason but ProtocolViolation (DESIGN §6: 1 s base, ×2, 5 min cap). */
+  readonly timeoutBackoff: BackoffOptions;
+  /** Backoff after a ProtocolViolation. */
+  readonly violationBackoff: BackoffOptions;
+  /** Repeated ProtocolViolations within a window end the connection in Banned. */
+  readonly violationBan: ViolationBanRule;
   /** Decides what follows a disconnect; see {@link defaultReconnectPolicy}. */
   readonly reconnectPolicy: (facts: DisconnectFacts) => ReconnectStrategy;
   /** Uniform random source in [0, 1) for backoff jitter. */
   readonly random: () => number;
+  /** Current time in ms on the injected clock (for the history and the ban window). */
+  readonly now: () => number;
 }
 
+/**
+ * What follows the end of a link: the reason (a repeated ProtocolViolation becomes PeerBanned),
+ * the strategy from the policy, and the backoff delay.
+ */
 function decide(context: ConnectionContext, policies: ConnectionPolicies): Partial<ConnectionContext> {
-  const reason = context.reason ?? 'Timeout';
+  const now = policies.now();
+  let reason = context.reason ?? 'Timeout';
+  let error = context.error;
+  let violations = context.violations;
+  if (reason === 'ProtocolViolation') {
+    const verdict = recordViolation(context.violations, now, policies.violationBan);
+    violations = verdict.times;
+    if (verdict.ban) {
+      reason = 'PeerBanned';
+      error = `${verdict.times.length} protocol violations within ${policies.violationBan.windowMs} ms`;
+    }
+  }
   const strategy = policies.reconnectPolicy({
     reason,
+    history: context.history,
     kind: context.kind,
     dialable: context.address !== null,
     final: context.final,
   });
+  const backoff = reason === 'ProtocolViolation' ? policies.violationBackoff : policies.timeoutBackoff;
   const nextDelayMs =
     strategy === 'WithBackoff'
-      ? fullJitterBackoffMs(context.attempt, policies.backoff, policies.random)
+      ? fullJitterBackoffMs(context.attempt, backoff, policies.random)
       : strategy === 'AllowImmediate'
         ? 0
         : null;
-  return { reason, strategy, nextDelayMs };
+  const history = [...context.history, { reason, atMs: now }].slice(-HISTORY_LENGTH);
+  return { reason, error, strategy, nextDelayMs, history, violations };
 }
 
-/** DESIGN §6 timeouts and backoff, the DESIGN §2 policy, `Math.random` jitter. */
+/** DESIGN §6 timeouts and backoff, the DESIGN §2 policy, `Math.random` jitter, `performance.now()`. */
 export const DEFAULT_CONNECTION_POLICIES: ConnectionPolicies = {
   timeouts: DEFAULT_TIMEOUTS,
-  backoff: DEFAULT_BACKOFF,
+  timeoutBackoff: DEFAULT_BACKOFF,
+  violationBackoff: DEFAULT_VIOLATION_BACKOFF,
+  violationBan: DEFAULT_VIOLATION_BAN,
   reconnectPolicy: defaultReconnectPolicy,
   random: Math.random,
+  now: () => performance.now(),
 };
 
 /**
@@ -232,6 +277,7 @@ export const connectionMachine = setup({
     connectTimeout: DEFAULT_TIMEOUTS.connectTimeoutMs,
     handshakeTimeout: DEFAULT_TIMEOUTS.handshakeTimeoutMs,
     gracefulShutdownTimeout: DEFAULT_TIMEOUTS.gracefulShutdownTimeoutMs,
+    stablePeriod: DEFAULT_TIMEOUTS.stablePeriodMs,
     backoffDelay: ({ context }) => context.nextDelayMs ?? 0,
   },
   guards: {
@@ -312,6 +358,8 @@ export const connectionMachine = setup({
     listenAddresses: [],
     final: false,
     duplicate: false,
+    history: [],
+    violations: [],
   }),
   initial: 'live',
   on: {
@@ -338,6 +386,10 @@ export const connectionMachine = setup({
         'link.pingLost': {
           target: '.disconnecting',
           actions: assign({ reason: 'Timeout', error: 'ping timeout' }),
+        },
+        'link.inactive': {
+          target: '.disconnecting',
+          actions: assign({ reason: 'Timeout', error: 'inactivity timeout' }),
         },
         'link.failed': {
           target: 'ending',
@@ -404,9 +456,13 @@ export const connectionMachine = setup({
           },
         },
         connected: {
-          entry: [assign({ attempt: 0, reason: null, error: null }), { type: 'enter', params: { state: 'connected' } }],
+          entry: [assign({ reason: null, error: null }), { type: 'enter', params: { state: 'connected' } }],
           on: {
             'health.poor': { target: 'degraded' },
+          },
+          after: {
+            // Only a connection that stayed up resets the backoff exponent (no flapping at base delay).
+            stablePeriod: { actions: assign({ attempt: 0 }) },
           },
         },
         degraded: {
@@ -481,6 +537,7 @@ export function withConnectionPolicies(policies: ConnectionPolicies): Connection
       connectTimeout: policies.timeouts.connectTimeoutMs,
       handshakeTimeout: policies.timeouts.handshakeTimeoutMs,
       gracefulShutdownTimeout: policies.timeouts.gracefulShutdownTimeoutMs,
+      stablePeriod: policies.timeouts.stablePeriodMs,
     },
     actions: {
       decideStrategy: assign(({ context }) => decide(context, policies)),

@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { SchedulerLike } from 'rxjs';
 import { fromCallback } from 'xstate';
+import { inactivity } from '../streams/inactivity.js';
 import { pingSamples } from '../streams/ping.js';
 import type { DisconnectReason } from '../transport/disconnect-reason.js';
 import {
@@ -34,6 +35,8 @@ export interface LinkActorDependencies {
   /** Ping every `pingIntervalMs` ms; a ping unanswered for `pingTimeoutMs` ms is lost. */
   readonly pingIntervalMs: number;
   readonly pingTimeoutMs: number;
+  /** Nothing received for this many ms ends the connection (`link.inactive`). */
+  readonly inactivityTimeoutMs: number;
   /** Hands over the accepted socket of an inbound connection (once). */
   takeInboundSocket(connectionId: string): Socket | undefined;
   /** Live links are registered here while they are up. */
@@ -68,6 +71,8 @@ export function createLinkActor(deps: LinkActorDependencies) {
     let link: Link | undefined;
     let stopped = false;
     let closing = false;
+    let pings: { unsubscribe(): void } | undefined;
+    let silence: { unsubscribe(): void } | undefined;
     const send = (event: LinkEvent): void => {
       if (!stopped) sendBack(event);
     };
@@ -115,6 +120,11 @@ export function createLinkActor(deps: LinkActorDependencies) {
         listenAddresses: [...established.remotePayload.listenAddresses],
       });
       send({ type: 'link.ready' });
+      const received = socket;
+      silence = inactivity(() => received.bytesRead, {
+        timeoutMs: deps.inactivityTimeoutMs,
+        scheduler: deps.scheduler,
+      }).subscribe(() => send({ type: 'link.inactive' }));
       pings = pingSamples(() => established.ping(), {
         intervalMs: deps.pingIntervalMs,
         timeoutMs: deps.pingTimeoutMs,
@@ -127,14 +137,13 @@ export function createLinkActor(deps: LinkActorDependencies) {
         },
       });
     };
-    let pings: { unsubscribe(): void } | undefined;
-
     run().catch(fail);
 
     receive((command) => {
       if (command.type !== 'link.goodbye' || closing) return;
       closing = true;
       pings?.unsubscribe();
+      silence?.unsubscribe();
       if (!link) {
         send({ type: 'link.closed' });
         return;
@@ -149,6 +158,7 @@ export function createLinkActor(deps: LinkActorDependencies) {
       stopped = true;
       abort.abort(new ConnectionClosed('link stopped'));
       pings?.unsubscribe();
+      silence?.unsubscribe();
       deps.links.delete(input.connectionId);
       link?.destroy();
       socket?.destroy();

@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { interval, take, timer, toArray, firstValueFrom } from 'rxjs';
 import { clockScheduler, VirtualClock } from '../streams/clock.js';
+import { inactivity } from '../streams/inactivity.js';
 import { pingSamples } from '../streams/ping.js';
 import type { PingSample } from '../streams/ping.js';
 
@@ -119,5 +120,53 @@ describe('pingSamples', () => {
     await clock.advanceAsync(0);
     assert.equal((failure as Error).message, 'closed');
     assert.equal(clock.pendingTimers, 0);
+  });
+});
+
+describe('inactivity', () => {
+  it('fires once the counter stays still for the timeout, not while it moves', () => {
+    const clock = new VirtualClock();
+    const scheduler = clockScheduler(clock);
+    let bytes = 0;
+    let firedAt: number | undefined;
+    const subscription = inactivity(() => bytes, { timeoutMs: 60_000, scheduler }).subscribe(() => (firedAt = clock.now()));
+    for (let t = 0; t < 300_000; t += 10_000) {
+      bytes += 100; // traffic every 10 s
+      clock.advance(10_000);
+    }
+    assert.equal(firedAt, undefined, 'steady traffic is never inactive');
+    const lastByteAt = clock.now();
+    clock.advance(120_000);
+    assert.ok(firedAt !== undefined, 'silence is detected');
+    assert.ok(firedAt - lastByteAt >= 60_000 && firedAt - lastByteAt <= 60_000 + 15_000, `detected after ${firedAt - lastByteAt} ms`);
+    assert.equal(clock.pendingTimers, 0, 'completes and leaves no timer');
+    subscription.unsubscribe();
+  });
+
+  it('detects silence within [timeout, timeout + check period] for any traffic pattern (property)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 59_000 }), { maxLength: 30 }), fc.integer({ min: 1_000, max: 60_000 }), (gaps, timeoutMs) => {
+        const clock = new VirtualClock();
+        let bytes = 0;
+        let firedAt: number | undefined;
+        const checkEveryMs = Math.ceil(timeoutMs / 4);
+        const subscription = inactivity(() => bytes, { timeoutMs, checkEveryMs, scheduler: clockScheduler(clock) }).subscribe(
+          () => (firedAt = clock.now()),
+        );
+        let lastByteAt = 0;
+        for (const gap of gaps) {
+          if (gap >= timeoutMs || firedAt !== undefined) break;
+          clock.advance(gap);
+          bytes++;
+          lastByteAt = clock.now();
+        }
+        clock.advance(timeoutMs * 3);
+        subscription.unsubscribe();
+        assert.ok(firedAt !== undefined);
+        assert.ok(firedAt - lastByteAt >= timeoutMs, 'never early');
+        assert.ok(firedAt - lastByteAt <= timeoutMs + checkEveryMs, 'never later than one check period');
+        assert.equal(clock.pendingTimers, 0);
+      }),
+    );
   });
 });

@@ -51,7 +51,7 @@ describe('connection machine', () => {
     h.actor.stop();
   });
 
-  it('grows the backoff exponent on every failure and resets it on success', () => {
+  it('grows the backoff exponent on every failure and resets it only after a stable period', () => {
     const h = startScripted(outbound, { random: () => 0.999 });
     const delays: number[] = [];
     for (let i = 0; i < 6; i++) {
@@ -61,10 +61,82 @@ describe('connection machine', () => {
       h.clock.advance(delay);
     }
     for (let i = 1; i < delays.length; i++) assert.ok((delays[i] ?? 0) > (delays[i - 1] ?? 0), `delays grow: ${delays.join(',')}`);
+    // Connected, but dropped before the stable period: the exponent keeps growing (no flapping at base).
     connectCurrent(h);
+    h.clock.advance(DEFAULT_TIMEOUTS.stablePeriodMs - 1);
+    h.current().send({ type: 'link.failed', reason: 'Timeout', error: 'reset' });
+    assert.equal(h.actor.getSnapshot().context.attempt, 7);
+    assert.ok((h.actor.getSnapshot().context.nextDelayMs ?? 0) > (delays.at(-1) ?? Infinity));
+    h.clock.advance(h.actor.getSnapshot().context.nextDelayMs ?? 0);
+    // Connected for the stable period: the next failure starts again at the base delay.
+    connectCurrent(h);
+    h.clock.advance(DEFAULT_TIMEOUTS.stablePeriodMs);
     assert.equal(h.actor.getSnapshot().context.attempt, 0);
     h.current().send({ type: 'link.failed', reason: 'Timeout', error: 'reset' });
     assert.ok((h.actor.getSnapshot().context.nextDelayMs ?? Infinity) < 1_000);
+    h.actor.stop();
+  });
+
+  it('backs off longer after a ProtocolViolation and bans after repeated ones within the window', () => {
+    const h = startScripted(outbound, {
+      random: () => 0.999,
+      timeoutBackoff: { baseMs: 100, factor: 2, capMs: 10_000 },
+      violationBackoff: { baseMs: 5_000, factor: 2, capMs: 60_000 },
+      violationBan: { count: 3, windowMs: 200_000 },
+    });
+    connectCurrent(h);
+    h.current().send({ type: 'link.failed', reason: 'Timeout', error: 'reset' });
+    assert.ok((h.actor.getSnapshot().context.nextDelayMs ?? Infinity) < 100);
+    h.clock.advance(100);
+    connectCurrent(h);
+    h.current().send({ type: 'link.failed', reason: 'ProtocolViolation', error: 'bad frame' });
+    assert.ok((h.actor.getSnapshot().context.nextDelayMs ?? 0) >= 5_000, 'violation backoff');
+    // Violations spread wider than the window never ban.
+    for (let i = 0; i < 4; i++) {
+      h.clock.advance(201_000);
+      connectCurrent(h);
+      h.current().send({ type: 'link.failed', reason: 'ProtocolViolation', error: 'bad frame' });
+      assert.equal(h.actor.getSnapshot().context.state, 'backoff');
+    }
+    // Three within the window ban.
+    for (let i = 0; i < 2; i++) {
+      h.clock.advance(h.actor.getSnapshot().context.nextDelayMs ?? 0);
+      connectCurrent(h);
+      h.current().send({ type: 'link.failed', reason: 'ProtocolViolation', error: 'bad frame' });
+    }
+    const context = h.actor.getSnapshot().context;
+    assert.equal(context.state, 'banned');
+    assert.equal(context.reason, 'PeerBanned');
+    assert.match(context.error ?? '', /protocol violations/);
+  });
+
+  it('hands the disconnect history to a replaceable policy', () => {
+    const seen: Array<{ reason: string; history: string[] }> = [];
+    const h = startScripted(outbound, {
+      reconnectPolicy: (facts) => {
+        seen.push({ reason: facts.reason, history: facts.history.map((record) => record.reason) });
+        return facts.history.length >= 2 ? 'Never' : 'AllowImmediate';
+      },
+    });
+    for (const reason of ['Timeout', 'Normal', 'NetworkRestructure'] as const) {
+      connectCurrent(h);
+      h.current().send({ type: 'link.failed', reason, error: reason });
+      h.clock.advance(0);
+    }
+    assert.deepEqual(seen, [
+      { reason: 'Timeout', history: [] },
+      { reason: 'Normal', history: ['Timeout'] },
+      { reason: 'NetworkRestructure', history: ['Timeout', 'Normal'] },
+    ]);
+    assert.equal(h.actor.getSnapshot().context.state, 'closed');
+  });
+
+  it('ends with Timeout when the link reports inactivity', () => {
+    const h = startScripted(outbound);
+    connectCurrent(h);
+    h.current().send({ type: 'link.inactive' });
+    assert.equal(h.actor.getSnapshot().context.state, 'disconnecting');
+    assert.equal(h.actor.getSnapshot().context.error, 'inactivity timeout');
     h.actor.stop();
   });
 
@@ -219,6 +291,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
     { kind: 'link', event: { type: 'link.secured', peerId: 'pwx', listenAddresses: [] } },
     { kind: 'link', event: { type: 'link.ready' } },
     { kind: 'link', event: { type: 'link.pingLost' } },
+    { kind: 'link', event: { type: 'link.inactive' } },
     { kind: 'link', event: { type: 'link.closed' } },
     { kind: 'link', event: { type: 'link.rtt', rttMs: 1 } },
     { kind: 'command', command: 'disconnect' },

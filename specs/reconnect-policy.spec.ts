@@ -12,7 +12,7 @@ const reasons: DisconnectReason[] = ['Normal', 'Timeout', 'ProtocolViolation', '
 describe('defaultReconnectPolicy', () => {
   it('follows the DESIGN §2 table for dialable persistent peers', () => {
     assert.deepEqual(
-      Object.fromEntries(reasons.map((reason) => [reason, defaultReconnectPolicy({ reason, kind: 'persistent', dialable: true, final: false })])),
+      Object.fromEntries(reasons.map((reason) => [reason, defaultReconnectPolicy({ reason, history: [], kind: 'persistent', dialable: true, final: false })])),
       {
         Normal: 'AllowImmediate',
         Timeout: 'WithBackoff',
@@ -27,9 +27,9 @@ describe('defaultReconnectPolicy', () => {
 
   it('never redials temporary, undialable (inbound) or final connections', () => {
     for (const reason of reasons) {
-      assert.equal(defaultReconnectPolicy({ reason, kind: 'temporary', dialable: true, final: false }), 'Never');
-      assert.equal(defaultReconnectPolicy({ reason, kind: 'persistent', dialable: false, final: false }), 'Never');
-      assert.equal(defaultReconnectPolicy({ reason, kind: 'persistent', dialable: true, final: true }), 'Never');
+      assert.equal(defaultReconnectPolicy({ reason, history: [], kind: 'temporary', dialable: true, final: false }), 'Never');
+      assert.equal(defaultReconnectPolicy({ reason, history: [], kind: 'persistent', dialable: false, final: false }), 'Never');
+      assert.equal(defaultReconnectPolicy({ reason, history: [], kind: 'persistent', dialable: true, final: true }), 'Never');
     }
   });
 });

@@ -20,7 +20,7 @@ const fast: SupervisorOptions = {
   listen: '127.0.0.1:0',
   timeouts: { connectTimeoutMs: 2_000, handshakeTimeoutMs: 2_000, gracefulShutdownTimeoutMs: 500 },
   ping: { intervalMs: 100, timeoutMs: 2_000 },
-  backoff: { baseMs: 20, factor: 2, capMs: 200 },
+  timeoutBackoff: { baseMs: 20, factor: 2, capMs: 200 },
 };
 
 
@@ -169,6 +169,33 @@ describe('two supervisors over real TCP', () => {
 
       const payload = randomBytes(64 * 1024);
       assert.equal(sha256(await echo(a, b.peerId, payload)), sha256(payload), 'streams work after the reconnect');
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+      await proxy.close();
+    }
+  });
+
+  it('finds a half-open connection by its inactivity timeout and reconnects', async () => {
+    // Pings far apart, so only the inactivity check can notice the silence.
+    const quiet: SupervisorOptions = { ...fast, ping: { intervalMs: 60_000, timeoutMs: 60_000 }, inactivityTimeoutMs: 400 };
+    const a = createSupervisor(quiet);
+    const b = createSupervisor(fast);
+    await Promise.all([a.start(), b.start()]);
+    const proxy = await startTcpProxy(b.listenAddress as string);
+    try {
+      await a.connect(proxy.address);
+      const lost = transitionsUntil(a, (event) => event.to === 'backoff');
+      proxy.stall();
+      const path = await lost;
+      assert.deepEqual(
+        path.map((event) => [event.from, event.to, event.reason]),
+        [
+          ['connected', 'disconnecting', 'Timeout'],
+          ['disconnecting', 'backoff', 'Timeout'],
+        ],
+      );
+      await transitionsUntil(a, (event) => event.to === 'connected');
+      assert.equal(a.getStatus(b.peerId)?.state, 'connected');
     } finally {
       await Promise.all([a.stop(), b.stop()]);
       await proxy.close();

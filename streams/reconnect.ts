@@ -30,9 +30,17 @@ export const DEFAULT_STRATEGIES: Readonly<Record<DisconnectReason, ReconnectStra
   NetworkRestructure: 'AllowImmediate',
 };
 
+/** One past disconnect of a connection: why, and when (ms of the injected clock). */
+export interface DisconnectRecord {
+  readonly reason: DisconnectReason;
+  readonly atMs: number;
+}
+
 /** What the policy sees of a connection that just ended. */
 export interface DisconnectFacts {
   readonly reason: DisconnectReason;
+  /** Earlier disconnects of this connection, oldest first (at most {@link HISTORY_LENGTH}). */
+  readonly history: readonly DisconnectRecord[];
   readonly kind: ConnectionKind;
   /** Whether we can dial the peer: outbound connections, and inbound ones of persistent peers whose address we know. */
   readonly dialable: boolean;
@@ -71,4 +79,33 @@ export const DEFAULT_BACKOFF: BackoffOptions = { baseMs: 1_000, factor: 2, capMs
 export function fullJitterBackoffMs(attempt: number, options: BackoffOptions, random: () => number): number {
   const ceiling = Math.min(options.capMs, options.baseMs * Math.pow(options.factor, Math.max(0, attempt)));
   return Math.floor(random() * ceiling);
+}
+
+/** How many past disconnects a connection remembers for the policy. */
+export const HISTORY_LENGTH = 16;
+
+/**
+ * When repeated ProtocolViolations ban a peer (DESIGN §2: "repeated → ban"): `count` violations
+ * within `windowMs` ms.
+ */
+export interface ViolationBanRule {
+  readonly count: number;
+  readonly windowMs: number;
+}
+
+/** 3 ProtocolViolations within 10 minutes ban the peer. */
+export const DEFAULT_VIOLATION_BAN: ViolationBanRule = { count: 3, windowMs: 600_000 };
+
+/**
+ * Records a ProtocolViolation at `nowMs` and tells whether the peer is now to be banned.
+ * @param previous times (ms) of earlier violations; those outside the window are dropped.
+ * @returns the violation times to keep (within the window, this one included) and the verdict.
+ */
+export function recordViolation(
+  previous: readonly number[],
+  nowMs: number,
+  rule: ViolationBanRule,
+): { times: number[]; ban: boolean } {
+  const times = previous.filter((at) => nowMs - at < rule.windowMs).concat(nowMs);
+  return { times, ban: times.length >= rule.count };
 }

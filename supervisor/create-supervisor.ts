@@ -9,12 +9,24 @@ import { createActor } from 'xstate';
 import type { InspectionEvent, Observer } from 'xstate';
 import { createLinkActor } from '../machines/link-actor.js';
 import type { LinkRegistry } from '../machines/link-actor.js';
-import { DEFAULT_CONNECTION_POLICIES, DEFAULT_TIMEOUTS, withConnectionPolicies } from '../machines/connection.js';
+import {
+  DEFAULT_CONNECTION_POLICIES,
+  DEFAULT_TIMEOUTS,
+  DEFAULT_VIOLATION_BACKOFF,
+  withConnectionPolicies,
+} from '../machines/connection.js';
 import type { ConnectionReport, ConnectionState, ConnectionTimeouts } from '../machines/connection.js';
 import { clockScheduler, systemClock } from '../streams/clock.js';
 import type { Clock } from '../streams/clock.js';
-import { DEFAULT_BACKOFF, defaultReconnectPolicy } from '../streams/reconnect.js';
-import type { BackoffOptions, ConnectionKind, Direction, DisconnectFacts, ReconnectStrategy } from '../streams/reconnect.js';
+import { DEFAULT_BACKOFF, DEFAULT_VIOLATION_BAN, defaultReconnectPolicy } from '../streams/reconnect.js';
+import type {
+  BackoffOptions,
+  ConnectionKind,
+  Direction,
+  DisconnectFacts,
+  ReconnectStrategy,
+  ViolationBanRule,
+} from '../streams/reconnect.js';
 import type { DisconnectReason } from '../transport/disconnect-reason.js';
 import { ConnectionClosed, SelfConnection } from '../transport/errors.js';
 import { createNodeNonce, PROTOCOL_VERSION } from '../transport/handshake-payload.js';
@@ -35,12 +47,18 @@ export interface SupervisorOptions {
   readonly staticPrivateKey?: Uint8Array;
   /** Where to accept inbound connections (`host:port`, port 0 = OS picks); none when absent. */
   readonly listen?: string;
-  /** Timeouts in ms: connect 10 000, handshake 10 000, graceful shutdown 2 000. */
+  /** Timeouts in ms: connect 10 000, handshake 10 000, graceful shutdown 2 000, stable period 60 000. */
   readonly timeouts?: Partial<ConnectionTimeouts>;
   /** Ping every `intervalMs` (10 000); a ping unanswered after `timeoutMs` (5 000) ends the connection with Timeout. */
   readonly ping?: { readonly intervalMs?: number; readonly timeoutMs?: number };
-  /** Exponential backoff, ms: base 1 000, factor 2, cap 300 000 (full jitter). */
-  readonly backoff?: Partial<BackoffOptions>;
+  /** Backoff after timeouts and lost links, ms: base 1 000, factor 2, cap 300 000 (full jitter). */
+  readonly timeoutBackoff?: Partial<BackoffOptions>;
+  /** Backoff after a ProtocolViolation, ms: base 5 000, factor 2, cap 300 000 (full jitter). */
+  readonly violationBackoff?: Partial<BackoffOptions>;
+  /** Repeated ProtocolViolations that ban a peer: 3 within 600 000 ms by default. */
+  readonly violationBan?: ViolationBanRule;
+  /** Nothing received for this many ms ends a connection with Timeout (DESIGN §6: 60 000). */
+  readonly inactivityTimeoutMs?: number;
   /** Replaces the reason → strategy policy (DESIGN §2 table by default). */
   readonly reconnectPolicy?: (facts: DisconnectFacts) => ReconnectStrategy;
   /** Handshake payload flags (u32 bitfields) and the features a peer must have. */
@@ -265,6 +283,7 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
         scheduler,
         pingIntervalMs,
         pingTimeoutMs,
+        inactivityTimeoutMs: options.inactivityTimeoutMs ?? 60_000,
         links,
         trackSocket,
         onSelfConnection: (address) => selfAddresses.add(address),
@@ -284,7 +303,10 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
       });
       const connection = withConnectionPolicies({
         timeouts,
-        backoff: { ...DEFAULT_BACKOFF, ...options.backoff },
+        timeoutBackoff: { ...DEFAULT_BACKOFF, ...options.timeoutBackoff },
+        violationBackoff: { ...DEFAULT_VIOLATION_BACKOFF, ...options.violationBackoff },
+        violationBan: options.violationBan ?? DEFAULT_VIOLATION_BAN,
+        now: () => clock.now(),
         reconnectPolicy: options.reconnectPolicy ?? defaultReconnectPolicy,
         random: options.random ?? DEFAULT_CONNECTION_POLICIES.random,
       }).provide({ actors: { link } });

@@ -56,7 +56,12 @@ export function startScripted(
       record.stopped = true;
     };
   });
-  const machine = withConnectionPolicies({ ...DEFAULT_CONNECTION_POLICIES, random: () => 0.5, ...policies }).provide({
+  const machine = withConnectionPolicies({
+    ...DEFAULT_CONNECTION_POLICIES,
+    random: () => 0.5,
+    now: () => clock.now(),
+    ...policies,
+  }).provide({
     actors: { link },
   });
   const actor = createActor(machine, { input, clock });

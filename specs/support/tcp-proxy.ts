@@ -11,6 +11,8 @@ export interface TcpProxy {
   readonly address: string;
   /** Destroys every forwarded connection (both sides). */
   cut(): void;
+  /** Stops forwarding on every current connection without FIN or RST: both ends stay open (half-open). */
+  stall(): void;
   /** While down, accepted connections are destroyed at once. */
   setDown(down: boolean): void;
   /** Connections accepted so far. */
@@ -22,6 +24,7 @@ export interface TcpProxy {
 export async function startTcpProxy(target: string): Promise<TcpProxy> {
   const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
   const pairs = new Set<net.Socket>();
+  const stallers = new Set<() => void>();
   let down = false;
   let accepted = 0;
   const server = net.createServer((client) => {
@@ -43,6 +46,12 @@ export async function startTcpProxy(target: string): Promise<TcpProxy> {
     upstream.on('error', teardown).on('close', teardown);
     client.pipe(upstream);
     upstream.pipe(client);
+    stallers.add(() => {
+      client.unpipe(upstream);
+      upstream.unpipe(client);
+      client.pause();
+      upstream.pause();
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const bound = server.address() as net.AddressInfo;
@@ -50,6 +59,10 @@ export async function startTcpProxy(target: string): Promise<TcpProxy> {
     address: `127.0.0.1:${bound.port}`,
     get accepted() {
       return accepted;
+    },
+    stall: () => {
+      for (const stall of stallers) stall();
+      stallers.clear();
     },
     cut: () => {
       for (const socket of pairs) socket.destroy();
