@@ -155,6 +155,8 @@ export type ConnectionReport =
       from: ConnectionState | null;
       to: ConnectionState;
       reason: DisconnectReason | null;
+      /** The strategy chosen when the last link ended. */
+      strategy: ReconnectStrategy | null;
       attempt: number;
       nextDelayMs: number | null;
       rttMs: number | null;
@@ -304,6 +306,7 @@ export const connectionMachine = setup({
         from: updated.previousState,
         to: params.state,
         reason: updated.reason,
+        strategy: updated.strategy,
         attempt: updated.attempt,
         nextDelayMs: updated.nextDelayMs,
         rttMs: updated.rttMs,

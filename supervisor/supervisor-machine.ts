@@ -33,6 +33,8 @@ export interface ConnectionRecord {
   reconnects: number;
   /** It reached Connected at least once. */
   everConnected: boolean;
+  /** Queue position while it waits in Backoff for a free slot (AfterResourcesAvailable); lower goes first. */
+  waitTicket: number | null;
 }
 
 /** Context of the supervisor actor. */
@@ -46,6 +48,8 @@ export interface SupervisorContext {
   byAddress: Record<string, string>;
   /** Dial address of every identified persistent peer: whichever connection serves it is kept persistent. */
   persistentPeers: Record<string, string>;
+  /** Next ticket for connections waiting on AfterResourcesAvailable. */
+  nextWaitTicket: number;
 }
 
 /** Input of the supervisor actor. */
@@ -93,6 +97,7 @@ export const supervisorMachine = setup({
     byPeer: {},
     byAddress: {},
     persistentPeers: {},
+    nextWaitTicket: 1,
   }),
   on: {
     connect: {
@@ -172,8 +177,17 @@ export const supervisorMachine = setup({
           if (ENDED.includes(event.to)) {
             enqueue.assign(removeConnection(context, event.connectionId));
             enqueue.stopChild(event.connectionId);
+            // A slot is free: the connection that has waited longest for one dials again.
+            const next = oldestWaiting(context, event.connectionId);
+            if (next) {
+              enqueue.assign(({ context: updated }) => ({
+                connections: { ...updated.connections, [next.connectionId]: { ...next, waitTicket: null } },
+              }));
+              enqueue.sendTo(next.connectionId, { type: 'resources.available' });
+            }
             return;
           }
+          const waits = event.to === 'backoff' && event.strategy === 'AfterResourcesAvailable';
           const comesBack = event.to === 'connected' && event.from !== 'degraded' && record.everConnected;
           enqueue.assign({
             connections: {
@@ -192,8 +206,10 @@ export const supervisorMachine = setup({
                 rttMs: event.rttMs,
                 reconnects: record.reconnects + (comesBack ? 1 : 0),
                 everConnected: record.everConnected || event.to === 'connected',
+                waitTicket: waits ? (record.waitTicket ?? context.nextWaitTicket) : null,
               },
             },
+            nextWaitTicket: waits && record.waitTicket === null ? context.nextWaitTicket + 1 : context.nextWaitTicket,
           });
         }),
         { type: 'publish', params: ({ event }) => event },
@@ -291,7 +307,18 @@ function newRecord(
     listenAddresses: [],
     reconnects: 0,
     everConnected: false,
+    waitTicket: null,
   };
+}
+
+/** The connection waiting longest for a free slot, other than `except`. */
+function oldestWaiting(context: SupervisorContext, except: string): ConnectionRecord | undefined {
+  let oldest: ConnectionRecord | undefined;
+  for (const record of Object.values(context.connections)) {
+    if (record.connectionId === except || record.waitTicket === null) continue;
+    if (!oldest || record.waitTicket < (oldest.waitTicket ?? Infinity)) oldest = record;
+  }
+  return oldest;
 }
 
 function isLive(record: ConnectionRecord): boolean {

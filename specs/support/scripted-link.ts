@@ -23,6 +23,25 @@ export interface ScriptedLink {
   send(event: LinkEvent): void;
 }
 
+/** Link actor logic that records each invocation in `links` for the spec to drive. */
+export function scriptedLinkLogic(links: ScriptedLink[]) {
+  return fromCallback<LinkCommand, LinkInput>(({ input: linkInput, sendBack, receive }) => {
+    const record: ScriptedLink = {
+      input: linkInput,
+      commands: [],
+      stopped: false,
+      send: (event) => {
+        if (!record.stopped) sendBack(event);
+      },
+    };
+    links.push(record);
+    receive((command) => record.commands.push(command));
+    return () => {
+      record.stopped = true;
+    };
+  });
+}
+
 /** A connection actor on a virtual clock with a scripted link, plus what the spec needs to drive it. */
 export interface MachineHarness {
   readonly actor: Actor<ConnectionMachine>;
@@ -41,21 +60,7 @@ export function startScripted(
 ): MachineHarness {
   const clock = new VirtualClock();
   const links: ScriptedLink[] = [];
-  const link = fromCallback<LinkCommand, LinkInput>(({ input: linkInput, sendBack, receive }) => {
-    const record: ScriptedLink = {
-      input: linkInput,
-      commands: [],
-      stopped: false,
-      send: (event) => {
-        if (!record.stopped) sendBack(event);
-      },
-    };
-    links.push(record);
-    receive((command) => record.commands.push(command));
-    return () => {
-      record.stopped = true;
-    };
-  });
+  const link = scriptedLinkLogic(links);
   const machine = withConnectionPolicies({
     ...DEFAULT_CONNECTION_POLICIES,
     random: () => 0.5,

@@ -1,0 +1,101 @@
+/**
+ * The supervisor machine in virtual time with scripted links: lookup before dial, one connection
+ * per peer on simultaneous open, AfterResourcesAvailable resumed oldest first, plain context.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createActor } from 'xstate';
+import { DEFAULT_CONNECTION_POLICIES, withConnectionPolicies } from '../machines/connection.js';
+import { VirtualClock } from '../streams/clock.js';
+import { supervisorMachine } from '../supervisor/supervisor-machine.js';
+import { scriptedLinkLogic } from './support/scripted-link.js';
+import type { ScriptedLink } from './support/scripted-link.js';
+
+function startSupervisor(localPeerId = 'pwm') {
+  const clock = new VirtualClock();
+  const links: ScriptedLink[] = [];
+  const connection = withConnectionPolicies({ ...DEFAULT_CONNECTION_POLICIES, random: () => 0.5, now: () => clock.now() }).provide({
+    actors: { link: scriptedLinkLogic(links) },
+  });
+  const actor = createActor(supervisorMachine.provide({ actors: { connection } }), {
+    systemId: 'supervisor',
+    input: { localPeerId },
+    clock,
+  }).start();
+  const linkOf = (connectionId: string): ScriptedLink => {
+    const link = links.filter((candidate) => candidate.input.connectionId === connectionId).at(-1);
+    if (!link) throw new Error(`no link for ${connectionId}`);
+    return link;
+  };
+  const up = (connectionId: string, peerId: string): void => {
+    const link = linkOf(connectionId);
+    if (link.input.direction === 'outbound') link.send({ type: 'link.tcpConnected', remoteAddress: '10.0.0.1:1' });
+    link.send({ type: 'link.secured', peerId, listenAddresses: [] });
+    link.send({ type: 'link.ready' });
+  };
+  const record = (connectionId: string) => actor.getSnapshot().context.connections[connectionId];
+  return { actor, clock, links, linkOf, up, record };
+}
+
+describe('supervisor machine', () => {
+  it('dials an address once however often it is asked, and keeps its context plain', () => {
+    const s = startSupervisor();
+    s.actor.send({ type: 'connect', connectionId: 'c1', address: '127.0.0.1:4001', kind: 'persistent' });
+    s.actor.send({ type: 'connect', connectionId: 'c2', address: '127.0.0.1:4001', kind: 'persistent' });
+    assert.equal(s.links.length, 1);
+    assert.deepEqual(Object.keys(s.actor.getSnapshot().context.connections), ['c1']);
+    s.up('c1', 'pwx');
+    assert.equal(s.record('c1')?.state, 'connected');
+    assert.equal(s.actor.getSnapshot().context.byPeer.pwx, 'c1');
+    const context = s.actor.getSnapshot().context;
+    assert.deepEqual(JSON.parse(JSON.stringify(context)), context);
+    s.actor.stop();
+  });
+
+  it('keeps one connection per peer on simultaneous open, by the lower peer ID rule', () => {
+    for (const [local, remote, kept] of [
+      ['pwa', 'pwz', 'outbound'],
+      ['pwz', 'pwa', 'inbound'],
+    ] as const) {
+      const s = startSupervisor(local);
+      s.actor.send({ type: 'connect', connectionId: 'c1', address: '127.0.0.1:4001', kind: 'persistent' });
+      s.actor.send({ type: 'inbound', connectionId: 'i1', remoteAddress: '127.0.0.1:50000' });
+      s.up('c1', remote);
+      s.up('i1', remote);
+      const loser = kept === 'outbound' ? 'i1' : 'c1';
+      const survivor = kept === 'outbound' ? 'c1' : 'i1';
+      assert.deepEqual(s.linkOf(loser).commands, [{ type: 'link.goodbye', reason: 'NetworkRestructure', duplicate: true }]);
+      assert.deepEqual(s.linkOf(survivor).commands, []);
+      assert.equal(s.actor.getSnapshot().context.byPeer[remote], survivor);
+      assert.equal(s.record(survivor)?.kind, 'persistent', 'the survivor inherits persistence');
+      s.linkOf(loser).send({ type: 'link.closed' });
+      assert.equal(s.record(loser), undefined, 'the duplicate is gone');
+      s.actor.stop();
+    }
+  });
+
+  it('resumes connections waiting on AfterResourcesAvailable, oldest first, as slots free', () => {
+    const s = startSupervisor();
+    for (const [id, port] of [['c1', 1], ['c2', 2], ['c3', 3], ['c4', 4]] as const) {
+      s.actor.send({ type: 'connect', connectionId: id, address: `127.0.0.1:${4000 + port}`, kind: 'persistent' });
+      s.up(id, `pw${id}`);
+    }
+    for (const id of ['c2', 'c1']) {
+      s.linkOf(id).send({ type: 'link.failed', reason: 'ResourceConstraint', error: 'limit' });
+      assert.equal(s.record(id)?.state, 'backoff');
+    }
+    s.clock.advance(3_600_000);
+    assert.equal(s.record('c1')?.state, 'backoff', 'no timer resumes them');
+    assert.equal(s.record('c2')?.state, 'backoff');
+
+    s.actor.send({ type: 'disconnect', peerId: 'pwc3', reason: 'Normal' });
+    s.linkOf('c3').send({ type: 'link.closed' });
+    assert.equal(s.record('c2')?.state, 'connecting', 'c2 waited longest');
+    assert.equal(s.record('c1')?.state, 'backoff');
+
+    s.actor.send({ type: 'disconnect', peerId: 'pwc4', reason: 'Normal' });
+    s.linkOf('c4').send({ type: 'link.closed' });
+    assert.equal(s.record('c1')?.state, 'connecting');
+    s.actor.stop();
+  });
+});
