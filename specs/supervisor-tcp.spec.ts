@@ -242,6 +242,26 @@ describe('two supervisors over real TCP', () => {
     }
   });
 
+  it('carries the reason in the goodbye so both ends agree why the connection ended', async () => {
+    for (const reason of ['Normal', 'ResourceConstraint', 'NetworkRestructure', 'PeerBanned'] as const) {
+      const a = createSupervisor(fast);
+      const b = createSupervisor(fast);
+      await Promise.all([a.start(), b.start()]);
+      try {
+        await a.connect(b.listenAddress as string, { kind: 'temporary' });
+        const endedOnB = transitionsUntil(b, (event) => event.to === 'closed' || event.to === 'banned');
+        const endedOnA = transitionsUntil(a, (event) => event.to === 'closed' || event.to === 'banned');
+        a.actor.send({ type: 'disconnect', peerId: b.peerId, reason });
+        const [onA, onB] = [(await endedOnA).at(-1), (await endedOnB).at(-1)];
+        assert.equal(onA?.reason, reason);
+        assert.equal(onB?.reason, reason, `the remote records ${reason} as its own reason`);
+        assert.equal(onB?.to, reason === 'PeerBanned' ? 'banned' : 'closed');
+      } finally {
+        await Promise.all([a.stop(), b.stop()]);
+      }
+    }
+  });
+
   it('refuses to dial itself and never dials that address again', async () => {
     const a = createSupervisor(fast);
     await a.start();
