@@ -17,24 +17,27 @@ describe('inspection', () => {
       const info = await a.connect(b.listenAddress as string);
       await a.disconnect(b.peerId);
 
+      const idOf = (event: InspectionEvent): string | undefined => (event.actorRef as { id?: string }).id;
+      const contextOf = (event: Extract<InspectionEvent, { type: '@xstate.snapshot' }>): unknown =>
+        (event.snapshot as unknown as { context?: unknown }).context;
       const snapshots = inspected.filter(
         (event): event is Extract<InspectionEvent, { type: '@xstate.snapshot' }> => event.type === '@xstate.snapshot',
       );
       const states: string[] = [];
       for (const event of snapshots) {
-        if (event.actorRef.id !== info.connectionId) continue;
-        const state = (event.snapshot as { context?: { state?: string | null } }).context?.state;
+        if (idOf(event) !== info.connectionId) continue;
+        const state = (contextOf(event) as { state?: string | null } | undefined)?.state;
         if (typeof state === 'string' && states.at(-1) !== state) states.push(state);
       }
       assert.deepEqual(states, ['connecting', 'handshaking', 'connected', 'disconnecting', 'closed']);
 
-      const withContext = snapshots.filter((event) => (event.snapshot as { context?: unknown }).context !== undefined);
+      const withContext = snapshots.filter((event) => contextOf(event) !== undefined);
       assert.ok(withContext.length > 10, 'the supervisor and the connection were both inspected');
       for (const event of withContext) {
-        const context = (event.snapshot as { context: unknown }).context;
-        assert.deepEqual(JSON.parse(JSON.stringify(context)), context, `context of ${event.actorRef.id} is plain data`);
+        const context = contextOf(event);
+        assert.deepEqual(JSON.parse(JSON.stringify(context)), context, `context of ${idOf(event)} is plain data`);
       }
-      assert.ok(inspected.some((event) => event.type === '@xstate.actor' && event.actorRef.id === info.connectionId));
+      assert.ok(inspected.some((event) => event.type === '@xstate.actor' && idOf(event) === info.connectionId));
     } finally {
       await Promise.all([a.stop(), b.stop()]);
     }
