@@ -325,6 +325,10 @@ describe('connection machine properties', () => {
             else h.actor.send({ type: 'peer.returned' });
             const snapshot = h.actor.getSnapshot();
             assert.ok(KNOWN.includes(snapshot.context.state), `unknown state ${String(snapshot.context.state)}`);
+            // Each state owns at most one timer (its timeout, the backoff delay or the stable
+            // period); a timer that outlived its state would show up here as a second one.
+            assert.ok(h.clock.pendingTimers <= 1, `${h.clock.pendingTimers} timers in ${String(snapshot.context.state)}`);
+            if (snapshot.status === 'done') assert.equal(h.clock.pendingTimers, 0, 'a final state has no timer');
             const delay = snapshot.context.nextDelayMs;
             if (delay !== null) assert.ok(delay >= 0 && delay <= 300_000);
             if (snapshot.status === 'done') {
