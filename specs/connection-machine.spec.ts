@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { connectionMachine, DEFAULT_TIMEOUTS } from '../machines/connection.js';
+import { DEFAULT_BACKOFF } from '../streams/reconnect.js';
 import type { ConnectionInput, ConnectionState, LinkEvent } from '../machines/connection.js';
 import { connectCurrent, startScripted } from './support/scripted-link.js';
 
@@ -346,6 +347,29 @@ describe('connection machine properties', () => {
         },
       ),
       { numRuns: 300 },
+    );
+  });
+
+  it('grows the backoff exponent by one per failure and resets it only after a stable period (property)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.boolean(), { minLength: 1, maxLength: 40 }), (stableBeforeFailure) => {
+        const h = startScripted(outbound, { random: Math.random });
+        let expected = 0;
+        for (const stable of stableBeforeFailure) {
+          connectCurrent(h);
+          h.clock.advance(stable ? DEFAULT_TIMEOUTS.stablePeriodMs : DEFAULT_TIMEOUTS.stablePeriodMs - 1);
+          if (stable) expected = 0;
+          h.current().send({ type: 'link.failed', reason: 'Timeout', error: 'reset' });
+          const { attempt, nextDelayMs } = h.actor.getSnapshot().context;
+          const ceiling = Math.min(DEFAULT_BACKOFF.capMs, DEFAULT_BACKOFF.baseMs * 2 ** expected);
+          assert.ok(nextDelayMs !== null && nextDelayMs >= 0 && nextDelayMs <= ceiling, `delay ${nextDelayMs} within [0, ${ceiling}]`);
+          expected += 1;
+          assert.equal(attempt, expected);
+          h.clock.advance(nextDelayMs);
+        }
+        h.actor.stop();
+      }),
+      { numRuns: 100 },
     );
   });
 
