@@ -97,6 +97,17 @@ class SocketConnection extends AbstractMultiaddrConnection {
 // ---- helpers -------------------------------------------------------------------------------
 
 
+/** Collects a stream's text until `length` characters have arrived (for peers that never send FIN). */
+function receiveText(stream: Duplex, length: number): Promise<string> {
+  return new Promise<string>((resolve) => {
+    let text = '';
+    stream.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+      if (text.length >= length) resolve(text);
+    });
+  });
+}
+
 async function withTcpPair(body: (client: net.Socket, server: net.Socket) => Promise<void>): Promise<void> {
   const pair = await tcpPair();
   for (const socket of [pair.client, pair.server]) socket.on('error', () => undefined); // a peer may reset when torn down
@@ -255,13 +266,7 @@ describe('interop: yamux-js 0.2.0', { timeout: 30_000 }, () => {
       try {
         const stream = ours.openStream();
         const message = 'hello yamux-js';
-        const echoed = new Promise<string>((resolve) => {
-          let text = '';
-          stream.on('data', (chunk: Buffer) => {
-            text += chunk.toString();
-            if (text.length >= message.length) resolve(text);
-          });
-        });
+        const echoed = receiveText(stream, message.length);
         stream.write(message);
         assert.equal(await echoed, message);
         assert.equal(stream.established, true, 'their ACK arrived');
@@ -316,13 +321,7 @@ describe('interop: yamux-js 0.2.0', { timeout: 30_000 }, () => {
         const stream = theirs.open();
         stream.on('error', () => undefined);
         const message = 'hi from yamux-js';
-        const echoed = new Promise<string>((resolve) => {
-          let text = '';
-          stream.on('data', (chunk: Buffer) => {
-            text += chunk.toString();
-            if (text.length >= message.length) resolve(text);
-          });
-        });
+        const echoed = receiveText(stream, message.length);
         stream.write(message);
         assert.equal(await echoed, message);
         assert.equal(ours.streamCount, 1);
