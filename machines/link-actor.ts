@@ -59,7 +59,7 @@ export function reasonForError(error: unknown): { reason: DisconnectReason; fina
   if (error instanceof ProtocolViolation || error instanceof IncompatiblePeer || error instanceof PeerIdMismatch) {
     return { reason: 'ProtocolViolation', final: false };
   }
-  if (error instanceof DialFailed || error instanceof ConnectionClosed) return { reason: 'Timeout', final: false };
+  // DialFailed, ConnectionClosed (reset or EOF without goodbye) and anything unexpected: the path failed.
   return { reason: 'Timeout', final: false };
 }
 
