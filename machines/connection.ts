@@ -123,6 +123,8 @@ export type ConnectionCommand =
   | { type: 'health.good' }
   /** A slot is free again (for AfterResourcesAvailable). */
   | { type: 'resources.available' }
+  /** In Backoff: no slot is free for the redial; wait for `resources.available` instead of the timer. */
+  | { type: 'resources.wait' }
   /** The peer reached us on another connection while we wait in Backoff: dial now. */
   | { type: 'peer.returned' };
 
@@ -509,6 +511,8 @@ export const connectionMachine = setup({
           actions: assign(({ event }) => ({ reason: event.reason, final: true })),
         },
         'resources.available': { guard: 'waitsForResources', target: 'live' },
+        // No slot for the redial: give the slot up and wait until one frees (DESIGN §3 admission).
+        'resources.wait': { actions: assign({ strategy: 'AfterResourcesAvailable' as const, nextDelayMs: null }) },
         'peer.returned': { guard: 'shouldRedial', target: 'live' },
       },
       after: {

@@ -4,7 +4,6 @@
  * Everything it opens lives inside the actor: stopping it (leaving `live`) destroys the socket,
  * the session and the ping subscription.
  */
-import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { SchedulerLike } from 'rxjs';
 import { fromCallback } from 'xstate';
@@ -21,7 +20,7 @@ import {
 } from '../transport/errors.js';
 import { establishLink } from '../transport/link.js';
 import type { Link, LocalIdentity } from '../transport/link.js';
-import { dialTcp, parseAddress } from '../transport/tcp.js';
+import type { RawConnection, Transport } from '../transport/transport.js';
 import type { LinkCommand, LinkEvent, LinkInput } from './connection.js';
 
 /** Live links by connection ID, so the supervisor can open streams on them. */
@@ -37,12 +36,14 @@ export interface LinkActorDependencies {
   readonly pingTimeoutMs: number;
   /** Nothing received for this many ms ends the connection (`link.inactive`). */
   readonly inactivityTimeoutMs: number;
-  /** Hands over the accepted socket of an inbound connection (once). */
-  takeInboundSocket(connectionId: string): Socket | undefined;
+  /** Dials outbound connections (TCP in production, the memory network in specs). */
+  readonly transport: Transport;
+  /** Hands over the accepted raw connection of an inbound connection (once). */
+  takeInbound(connectionId: string): RawConnection | undefined;
   /** Live links are registered here while they are up. */
   readonly links: LinkRegistry;
-  /** Every socket the link dials is shown here first, so the owner can wait for it to close on shutdown. */
-  trackSocket(socket: Socket): void;
+  /** Every connection the link dials is shown here first, so the owner can wait for it to close on shutdown. */
+  trackConnection(connection: RawConnection): void;
   /** A dial reached this node itself: the address must never be dialed again (DESIGN §2). */
   onSelfConnection(address: string): void;
   /** An inbound application stream arrived on a connection. */
@@ -67,7 +68,7 @@ export function reasonForError(error: unknown): { reason: DisconnectReason; fina
 export function createLinkActor(deps: LinkActorDependencies) {
   return fromCallback<LinkCommand, LinkInput>(({ input, sendBack, receive }) => {
     const abort = new AbortController();
-    let socket: Socket | undefined;
+    let raw: RawConnection | undefined;
     let link: Link | undefined;
     let stopped = false;
     let closing = false;
@@ -88,14 +89,18 @@ export function createLinkActor(deps: LinkActorDependencies) {
     const run = async (): Promise<void> => {
       if (input.direction === 'outbound') {
         if (input.address === null) throw new DialFailed('(none)', { cause: new Error('no address to dial') });
-        socket = await dialTcp(parseAddress(input.address), abort.signal);
-        deps.trackSocket(socket);
-        send({ type: 'link.tcpConnected', remoteAddress: `${socket.remoteAddress}:${socket.remotePort}` });
+        raw = await deps.transport.dial(input.address, abort.signal);
+        deps.trackConnection(raw);
+        if (stopped) {
+          raw.stream.destroy();
+          return;
+        }
+        send({ type: 'link.tcpConnected', remoteAddress: raw.remoteAddress });
       } else {
-        socket = deps.takeInboundSocket(input.connectionId);
-        if (!socket) throw new ConnectionClosed('inbound socket is gone');
+        raw = deps.takeInbound(input.connectionId);
+        if (!raw) throw new ConnectionClosed('inbound connection is gone');
       }
-      const established = await establishLink(socket, {
+      const established = await establishLink(raw, {
         identity: deps.identity,
         role: input.direction === 'outbound' ? 'initiator' : 'responder',
         signal: abort.signal,
@@ -120,8 +125,7 @@ export function createLinkActor(deps: LinkActorDependencies) {
         listenAddresses: [...established.remotePayload.listenAddresses],
       });
       send({ type: 'link.ready' });
-      const received = socket;
-      silence = inactivity(() => received.bytesRead, {
+      silence = inactivity(() => established.bytesRead, {
         timeoutMs: deps.inactivityTimeoutMs,
         scheduler: deps.scheduler,
       }).subscribe(() => send({ type: 'link.inactive' }));
@@ -161,7 +165,7 @@ export function createLinkActor(deps: LinkActorDependencies) {
       silence?.unsubscribe();
       deps.links.delete(input.connectionId);
       link?.destroy();
-      socket?.destroy();
+      raw?.stream.destroy();
     };
   });
 }

@@ -34,6 +34,7 @@ const EXAMPLES: Record<string, ConnectionEvent[]> = {
   'health.poor': [{ type: 'health.poor' }],
   'health.good': [{ type: 'health.good' }],
   'resources.available': [{ type: 'resources.available' }],
+  'resources.wait': [{ type: 'resources.wait' }],
   'peer.returned': [{ type: 'peer.returned' }],
 };
 

@@ -88,13 +88,13 @@ describe('two supervisors over real TCP', () => {
         'connect() again returns the existing connection',
       );
       assert.equal(a.connections().length, 1);
-      assert.equal(b.getStatus(a.peerId)?.state, 'connected');
-      assert.equal(b.getStatus(a.peerId)?.direction, 'inbound');
-      assert.equal(b.getStatus(a.peerId)?.kind, 'temporary');
+      assert.equal(b.getStatus(a.peerId).connection?.state, 'connected');
+      assert.equal(b.getStatus(a.peerId).connection?.direction, 'inbound');
+      assert.equal(b.getStatus(a.peerId).connection?.kind, 'temporary');
 
       // B asks for A as a persistent peer: the inbound connection it has, announced listen address
       // and all, is returned and made persistent; nothing is dialed.
-      const inbound = b.getStatus(a.peerId)?.connectionId;
+      const inbound = b.getStatus(a.peerId).connection?.connectionId;
       const persistent = await b.connect(a.listenAddress as string, { kind: 'persistent' });
       assert.equal(persistent.connectionId, inbound);
       assert.equal(persistent.kind, 'persistent');
@@ -163,7 +163,7 @@ describe('two supervisors over real TCP', () => {
       proxy.setDown(false);
       const path = (await back).map((event) => event.to);
       assert.deepEqual(path.slice(-3), ['connecting', 'handshaking', 'connected']);
-      const status = a.getStatus(b.peerId);
+      const status = a.getStatus(b.peerId).connection;
       assert.equal(status?.state, 'connected');
       assert.ok((status?.reconnects ?? 0) >= 1);
 
@@ -195,7 +195,7 @@ describe('two supervisors over real TCP', () => {
         ],
       );
       await transitionsUntil(a, (event) => event.to === 'connected');
-      assert.equal(a.getStatus(b.peerId)?.state, 'connected');
+      assert.equal(a.getStatus(b.peerId).connection?.state, 'connected');
     } finally {
       await Promise.all([a.stop(), b.stop()]);
       await proxy.close();
@@ -234,7 +234,7 @@ describe('two supervisors over real TCP', () => {
         [truncated, random].map((socket) => new Promise<void>((resolve) => (socket.closed ? resolve() : socket.once('close', () => resolve())))),
       );
 
-      assert.equal(a.getStatus(b.peerId)?.state, 'connected');
+      assert.equal(a.getStatus(b.peerId).connection?.state, 'connected');
       const payload = randomBytes(32 * 1024);
       assert.equal(sha256(await echo(a, b.peerId, payload)), sha256(payload));
     } finally {

@@ -62,3 +62,34 @@ export function admitInbound(counts: ConnectionCounts, limits: AdmissionLimits =
   }
   return { admit: true };
 }
+
+/** What counting looks at of one connection. */
+export interface CountedConnection {
+  readonly direction: 'inbound' | 'outbound';
+  readonly state: string;
+  /** In Backoff without a timer, waiting for a free slot (AfterResourcesAvailable). */
+  readonly waitsForSlot?: boolean;
+}
+
+/** States that hold a slot: everything but Disconnecting (leaving) and the final states. */
+const HOLDS_SLOT = new Set(['connecting', 'handshaking', 'connected', 'degraded', 'backoff']);
+/** A redial scheduled in Backoff is a dial in waiting: it counts as pending. */
+const PENDING = new Set(['connecting', 'handshaking', 'backoff']);
+
+/**
+ * Counts connections against the limits. A connection in Backoff with a redial timer keeps its
+ * slot and counts as pending, so its redial can never take the node past a limit; one waiting for
+ * resources (`waitsForSlot`) or in Disconnecting has given its slot up.
+ */
+export function countConnections(connections: Iterable<CountedConnection>): ConnectionCounts {
+  let outbound = 0;
+  let inbound = 0;
+  let pending = 0;
+  for (const c of connections) {
+    if (!HOLDS_SLOT.has(c.state) || c.waitsForSlot === true) continue;
+    if (c.direction === 'inbound') inbound++;
+    else outbound++;
+    if (PENDING.has(c.state)) pending++;
+  }
+  return { outbound, inbound, pending };
+}

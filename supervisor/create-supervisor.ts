@@ -2,9 +2,9 @@
  * The public entry: `createSupervisor(options)` builds a supervisor actor wired to real TCP, Noise
  * and yamux, with one injected clock for XState delays and RxJS schedulers (DESIGN §7).
  */
-import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { BehaviorSubject, Observable, Subject, filter, map } from 'rxjs';
+import { BehaviorSubject, Subject, distinctUntilChanged, interval, map } from 'rxjs';
+import type { Observable, Subscription } from 'rxjs';
 import { createActor } from 'xstate';
 import type { InspectionEvent, Observer } from 'xstate';
 import { createLinkActor } from '../machines/link-actor.js';
@@ -33,13 +33,27 @@ import { createNodeNonce, PROTOCOL_VERSION } from '../transport/handshake-payloa
 import type { LocalIdentity } from '../transport/link.js';
 import { nobleCrypto } from '../transport/noise/crypto.js';
 import type { NoiseCrypto } from '../transport/noise/crypto.js';
-import { peerIdFromPublicKey } from '../transport/peer-id.js';
+import { isPeerId, peerIdFromPublicKey } from '../transport/peer-id.js';
 import type { PeerId } from '../transport/peer-id.js';
-import { formatAddress, listenTcp, parseAddress } from '../transport/tcp.js';
-import type { TcpListener } from '../transport/tcp.js';
-import { ConnectionFailed, PeerAddressUnknown, SupervisorStopped } from './errors.js';
-import { supervisorMachine } from './supervisor-machine.js';
-import type { ConnectionRecord, SupervisorActor } from './supervisor-machine.js';
+import { parseAddress, tcpTransport } from '../transport/tcp.js';
+import type { RawConnection, Transport, TransportListener } from '../transport/transport.js';
+import { DEFAULT_LIMITS } from './admission.js';
+import type { AdmissionLimits } from './admission.js';
+import { activeBans, ban as addBan, emptyBans, findBan, DEFAULT_BAN_DURATION_MS } from './bans.js';
+import type { BanListing, BanTarget } from './bans.js';
+import { ConnectionFailed, PeerAddressUnknown, SupervisorStopped, refusalError } from './errors.js';
+import { DEFAULT_EVICTION_OPTIONS } from './eviction.js';
+import type { EvictionOptions } from './eviction.js';
+import { PeerStore } from './peer-store.js';
+import type { PeerStoreProblem } from './peer-store.js';
+import { DEFAULT_REAPER_INTERVAL_MS, DEFAULT_REAPER_SETTINGS } from './reaper.js';
+import type { LinkUsage } from './reaper.js';
+import { metricsOf, peerStatusOf, sameStatus, toInfo } from './status.js';
+import type { ConnectionInfo, PeerStatus, SupervisorMetrics } from './status.js';
+import { withSupervisorClock } from './supervisor-machine.js';
+import type { ConnectionRecord, SupervisorActor, SupervisorConfig, SupervisorEmitted } from './supervisor-machine.js';
+
+export type { ConnectionInfo, PeerState, PeerStatus, SupervisorMetrics } from './status.js';
 
 /** Options of {@link createSupervisor}. Every field is optional; defaults follow DESIGN §6. */
 export interface SupervisorOptions {
@@ -73,25 +87,28 @@ export interface SupervisorOptions {
   readonly crypto?: NoiseCrypto;
   /** Passed to XState's `createActor` (e.g. `@statelyai/inspect`'s `inspector.inspect`). */
   readonly inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void);
-}
-
-/** A public snapshot of one connection. */
-export interface ConnectionInfo {
-  readonly connectionId: string;
-  readonly peerId: string | null;
-  /** Dial address, or null for an inbound connection we cannot dial back. */
-  readonly address: string | null;
-  readonly remoteAddress: string | null;
-  readonly direction: Direction;
-  readonly kind: ConnectionKind;
-  readonly state: ConnectionState;
-  readonly reason: DisconnectReason | null;
-  /** Failed attempts since the last success. */
-  readonly attempt: number;
-  /** Latest ping RTT, ms. */
-  readonly rttMs: number | null;
-  /** Times it came back to Connected after losing its link. */
-  readonly reconnects: number;
+  /** How bytes move: `tcpTransport` by default; a `MemoryNetwork` transport in specs. */
+  readonly transport?: Transport;
+  /** Connection limits (DESIGN §6): maxOutbound 8, maxInbound 125, maxTotal 133, maxPending 32. */
+  readonly limits?: Partial<AdmissionLimits>;
+  /** Inbound eviction protections (after Bitcoin Core): 4 by netgroup, 8 by RTT, 8 by age. */
+  readonly eviction?: Partial<EvictionOptions>;
+  /** Reaper pass every this many ms (DESIGN §6: 10 000). */
+  readonly reaperIntervalMs?: number;
+  /** A temporary connection with no open stream and no use for this long is closed with Normal (300 000). */
+  readonly idleTimeoutMs?: number;
+  /** A released temporary connection stays pooled this long for reuse, ms (DESIGN §6: 300 000). */
+  readonly poolTtlMs?: number;
+  /** Length of a ban, ms (DESIGN §6: 24 h, after Bitcoin Core). */
+  readonly banDurationMs?: number;
+  /**
+   * The peer store: addresses, last seen, disconnect history, score and ban per peer. In memory by
+   * default; with `path`, loaded on `start()` and saved there (atomic replace) after changes, at
+   * most once per reaper pass, and on `stop()`. Persistent peers in it are dialed on `start()`.
+   */
+  readonly peerStore?: { readonly path?: string; readonly maxPeers?: number };
+  /** Wall-clock time in ms since the epoch, for what the peer store keeps across restarts; `Date.now` by default. */
+  readonly wallClock?: () => number;
 }
 
 /** A lifecycle transition of one connection, as published on `events$` (times in ms of the injected clock). */
@@ -138,27 +155,57 @@ export interface Supervisor {
   /** Every RTT sample of every connection; completes on `stop()`. */
   readonly rtt$: Observable<RttSample>;
   /**
-   * Binds the listener (if any) and starts the supervisor actor.
+   * Binds the listener (if any), loads the peer store (if it has a path), starts the supervisor
+   * actor and the reaper, then redials the persistent peers of the store. Resolves with a problem
+   * report when the store file was corrupt (set aside) or unreadable; the node starts anyway.
    * @throws the listen error (e.g. EADDRINUSE).
    */
-  start(): Promise<void>;
+  start(): Promise<{ peerStoreProblem?: PeerStoreProblem }>;
   /**
    * Says goodbye (Normal) on every connection, waits up to `gracefulShutdownTimeout`, then stops
-   * every actor, socket, timer and subscription. Idempotent.
+   * every actor, socket, timer and subscription, and saves the peer store. Idempotent.
    */
   stop(): Promise<void>;
   /**
-   * Connects to `address` (`host:port`) unless a connection already serves that address, and
-   * resolves when it is Connected. A persistent connection keeps retrying through Backoff.
-   * @throws ConnectionFailed when it ends for good before Connected; SelfConnection for an address
-   *   that turned out to be this node; ProtocolViolation for a malformed address; SupervisorStopped.
+   * Connects to `target`, a `host:port` address or a peer ID, unless a connection already serves
+   * it (then that one is returned: concurrent calls share one dial), and resolves when it is
+   * Connected. A peer ID is looked up in the connection table, then in the peer store. A
+   * persistent connection keeps retrying through Backoff. `reuse: false` refuses a served target;
+   * `protect` tags the connection (never evicted or reaped).
+   * @throws PeerAddressUnknown for a peer ID with no connection and no known address;
+   *   PeerBanned for a banned peer ID or IP; TooManyPendingConnections over `maxPending`;
+   *   ConnectionLimitReached over `maxOutbound` or `maxTotal`; AlreadyConnected with `reuse: false`;
+   *   ConnectionFailed when it ends for good before Connected; SelfConnection for an address that
+   *   turned out to be this node; ProtocolViolation for a malformed address; SupervisorStopped.
    */
-  connect(address: string, options?: { kind?: ConnectionKind }): Promise<ConnectionInfo>;
+  connect(
+    target: string,
+    options?: { kind?: ConnectionKind; reuse?: boolean; protect?: boolean },
+  ): Promise<ConnectionInfo>;
   /**
-   * Closes every connection to `peerId` with reason Normal, for good; resolves when they are closed.
+   * Closes every connection to `peerId` with reason Normal, for good, and stops treating it as
+   * persistent; resolves when they are closed.
    * @throws PeerAddressUnknown when there is no connection to that peer.
    */
   disconnect(peerId: string): Promise<void>;
+  /**
+   * The app is done with its temporary connection to `peerId`: it stays pooled for `poolTtlMs`
+   * and `connect()` to the peer within that time reuses it; then the reaper closes it (Normal).
+   * Persistent connections are kept and not pooled. Unknown peers are ignored.
+   */
+  release(peerId: string): void;
+  /** Tags (or untags) the connection to `peerId` protected: never evicted, never closed for idleness. */
+  protect(peerId: string, isProtected?: boolean): void;
+  /**
+   * Bans a peer ID and/or an IP for `durationMs` (default `banDurationMs`, 24 h) and closes every
+   * connection that matches with reason PeerBanned. Banned IPs are refused before any handshake.
+   * @throws RangeError for an empty target, an IP that is not an IP address or a non-positive duration.
+   */
+  ban(target: BanTarget, options?: { durationMs?: number; reason?: string }): void;
+  /** Lifts the ban on a peer ID and/or IP (any spelling of the IP). */
+  unban(target: BanTarget): void;
+  /** The bans in force now: peer IDs, then IPs, each by expiry (ms on the supervisor clock). */
+  bans(): BanListing[];
   /**
    * Opens a stream for `protocol` on the live connection to `peerId`.
    * @throws PeerAddressUnknown when no live connection serves the peer.
@@ -166,12 +213,16 @@ export interface Supervisor {
   openStream(peerId: string, protocol: string): Promise<Duplex>;
   /** Registers the handler of inbound streams for `protocol`; streams with no handler are reset. */
   handle(protocol: string, handler: (stream: Duplex, context: StreamContext) => void): void;
-  /** The connection that serves `peerId`, or undefined. */
-  getStatus(peerId: string): ConnectionInfo | undefined;
+  /** The status of `peerId`: connecting, connected, degraded, disconnected or failed, with its connection. */
+  getStatus(peerId: string): PeerStatus;
   /** Every running connection. */
   connections(): ConnectionInfo[];
-  /** The status of `peerId` now and on every change; completes on `stop()`. */
-  status$(peerId: string): Observable<ConnectionInfo | undefined>;
+  /** The status of `peerId` now, then on every change; completes on `stop()`. */
+  status$(peerId: string): Observable<PeerStatus>;
+  /** Counts by state and direction, limits, dials, handshakes, ends by reason, refusals, evictions, bans. */
+  getMetrics(): SupervisorMetrics;
+  /** The peer store (in memory; saved to its path if one was given). */
+  readonly peerStore: PeerStore;
 }
 
 /**
@@ -181,6 +232,8 @@ export interface Supervisor {
 export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
   const crypto = options.crypto ?? nobleCrypto;
   const clock = options.clock ?? systemClock;
+  const wallClock = options.wallClock ?? Date.now;
+  const transport = options.transport ?? tcpTransport;
   const scheduler = clockScheduler(clock);
   const privateKey = options.staticPrivateKey ?? crypto.generateKeyPair().privateKey;
   const staticKeyPair = { privateKey, publicKey: crypto.publicKeyFromPrivateKey(privateKey) };
@@ -188,24 +241,44 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
   const timeouts: ConnectionTimeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
   const pingIntervalMs = options.ping?.intervalMs ?? 10_000;
   const pingTimeoutMs = options.ping?.timeoutMs ?? 5_000;
+  const config: SupervisorConfig = {
+    limits: { ...DEFAULT_LIMITS, ...options.limits },
+    reaper: {
+      idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_REAPER_SETTINGS.idleTimeoutMs,
+      poolTtlMs: options.poolTtlMs ?? DEFAULT_REAPER_SETTINGS.poolTtlMs,
+    },
+    eviction: { ...DEFAULT_EVICTION_OPTIONS, ...options.eviction },
+    banDurationMs: options.banDurationMs ?? DEFAULT_BAN_DURATION_MS,
+    violationBan: options.violationBan ?? DEFAULT_VIOLATION_BAN,
+  };
+  const reaperIntervalMs = options.reaperIntervalMs ?? DEFAULT_REAPER_INTERVAL_MS;
+  const storePath = options.peerStore?.path;
+  const storeBounds = options.peerStore?.maxPeers === undefined ? {} : { maxPeers: options.peerStore.maxPeers };
 
   const links: LinkRegistry = new Map();
-  const parkedSockets = new Map<string, Socket>();
-  const openSockets = new Set<Socket>();
+  const parked = new Map<string, RawConnection>();
+  const openStreams = new Set<Duplex>();
   /** Addresses that turned out to be this node: never dialed again. */
   const selfAddresses = new Set<string>();
-  const trackSocket = (socket: Socket): void => {
-    if (socket.destroyed) return;
-    openSockets.add(socket);
-    socket.once('close', () => openSockets.delete(socket));
+  const trackConnection = (connection: RawConnection): void => {
+    const stream = connection.stream;
+    if (stream.destroyed && stream.closed) return;
+    openStreams.add(stream);
+    stream.once('close', () => openStreams.delete(stream));
   };
   const handlers = new Map<string, (stream: Duplex, context: StreamContext) => void>();
   const events = new Subject<ConnectionTransition>();
   const rtts = new Subject<RttSample>();
   const changes = new BehaviorSubject<void>(undefined);
-  let listener: TcpListener | undefined;
+  /** Waiting `connect()` calls, by the connection ID they asked for: a refusal rejects them. */
+  const refusalWaiters = new Map<string, (refusal: SupervisorEmitted) => void>();
+  let store = new PeerStore(storeBounds);
+  let storeDirty = false;
+  let saving: Promise<void> = Promise.resolve();
+  let listener: TransportListener | undefined;
   let listenAddress: string | null = null;
   let actor: SupervisorActor | undefined;
+  let reaper: Subscription | undefined;
   let running = false;
   let nextId = 0;
   const nodeNonce = createNodeNonce();
@@ -218,6 +291,7 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
   };
   const publish = (report: ConnectionReport): void => {
     if (report.type === 'connection.transition') {
+      recordInStore(report);
       events.next({
         t: clock.now(),
         connectionId: report.connectionId,
@@ -237,6 +311,31 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
     }
   };
 
+  /** Keeps the peer store up to date from the lifecycle (issue 4 item 8). */
+  const recordInStore = (report: Extract<ConnectionReport, { type: 'connection.transition' }>): void => {
+    if (report.peerId === null) return;
+    const now = wallClock();
+    if (report.to === 'connected') {
+      const record = actor?.getSnapshot().context.connections[report.connectionId];
+      const addresses = [report.address, ...(record?.listenAddresses ?? [])].filter((a): a is string => a !== null);
+      store.upsert(report.peerId, {
+        lastSeenMs: now,
+        addresses,
+        ...(report.kind === 'persistent' ? { kind: 'persistent' as const } : {}),
+      });
+      storeDirty = true;
+    }
+    const linkEnded = report.from !== 'backoff' && ['backoff', 'closed', 'banned'].includes(report.to);
+    if (linkEnded && report.reason !== null) {
+      store.recordDisconnect(report.peerId, report.reason, now);
+      storeDirty = true;
+    }
+    if (report.to === 'banned') {
+      store.upsert(report.peerId, { bannedUntilMs: now + config.banDurationMs });
+      storeDirty = true;
+    }
+  };
+
   const requireActor = (): SupervisorActor => {
     if (!actor || !running) throw new SupervisorStopped();
     return actor;
@@ -245,6 +344,32 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
   const recordFor = (peer: string): ConnectionRecord | undefined => {
     const id = actor?.getSnapshot().context.byPeer[peer];
     return id === undefined ? undefined : records()[id];
+  };
+  const statusOf = (peer: string): PeerStatus => {
+    const context = actor?.getSnapshot().context;
+    const history = store.get(peer)?.history;
+    const lastEnd = history && history.length > 0 ? (history[history.length - 1]?.reason ?? null) : null;
+    const banned = context ? findBan(context.bans, { peerId: peer }, clock.now()) !== undefined : false;
+    return peerStatusOf(peer, recordFor(peer), lastEnd, banned);
+  };
+
+  const saveStore = (): Promise<void> => {
+    if (storePath === undefined || !storeDirty) return saving;
+    storeDirty = false;
+    const path = storePath;
+    // Saves run one after another, each with the latest snapshot; a failed save marks the store dirty again.
+    saving = saving.then(() =>
+      store.saveToFile(path).catch(() => {
+        storeDirty = true;
+      }),
+    );
+    return saving;
+  };
+
+  const linkUsage = (): Record<string, LinkUsage> => {
+    const usage: Record<string, LinkUsage> = {};
+    for (const [id, link] of links) if (!link.closed) usage[id] = link.usage;
+    return usage;
   };
 
   const supervisor: Supervisor = {
@@ -256,14 +381,23 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
       if (!actor) throw new SupervisorStopped();
       return actor;
     },
+    get peerStore() {
+      return store;
+    },
     events$: events.asObservable(),
     rtt$: rtts.asObservable(),
 
     async start() {
-      if (running) return;
+      if (running) return {};
+      let peerStoreProblem: PeerStoreProblem | undefined;
+      if (storePath !== undefined) {
+        const loaded = await PeerStore.loadFromFile(storePath, { ...storeBounds, nowMs: wallClock() });
+        store = loaded.store;
+        peerStoreProblem = loaded.problem;
+      }
       if (options.listen !== undefined) {
-        listener = await listenTcp(parseAddress(options.listen, { listen: true }), acceptSocket);
-        listenAddress = formatAddress(listener.address);
+        listener = await transport.listen(options.listen, acceptConnection);
+        listenAddress = listener.address;
       }
       const identity: LocalIdentity = {
         staticKeyPair,
@@ -280,17 +414,18 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
       };
       const link = createLinkActor({
         identity,
+        transport,
         scheduler,
         pingIntervalMs,
         pingTimeoutMs,
         inactivityTimeoutMs: options.inactivityTimeoutMs ?? 60_000,
         links,
-        trackSocket,
+        trackConnection,
         onSelfConnection: (address) => selfAddresses.add(address),
-        takeInboundSocket: (id) => {
-          const socket = parkedSockets.get(id);
-          parkedSockets.delete(id);
-          return socket;
+        takeInbound: (id) => {
+          const connection = parked.get(id);
+          parked.delete(id);
+          return connection;
         },
         onStream: (connectionId, remotePeer, protocol, stream) => {
           const handler = handlers.get(protocol);
@@ -310,32 +445,57 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
         reconnectPolicy: options.reconnectPolicy ?? defaultReconnectPolicy,
         random: options.random ?? DEFAULT_CONNECTION_POLICIES.random,
       }).provide({ actors: { link } });
-      const machine = supervisorMachine.provide({
+      const machine = withSupervisorClock(() => clock.now()).provide({
         actors: { connection },
         actions: { publish: (_, report: ConnectionReport) => void queuedReports.push(report) },
       });
       actor = createActor(machine, {
         systemId: 'supervisor',
-        input: { localPeerId: peerId },
+        input: { localPeerId: peerId, config },
         clock,
         ...(options.inspect ? { inspect: options.inspect } : {}),
       });
+      actor.on('refused', (refusal) => refusalWaiters.get(refusal.connectionId)?.(refusal));
       actor.subscribe(() => {
         flushReports();
         changes.next();
       });
       running = true;
       actor.start();
+      reaper = interval(reaperIntervalMs, scheduler).subscribe(() => {
+        actor?.send({ type: 'reaper.tick', usage: linkUsage() });
+        void saveStore();
+      });
+      // Bans and persistent peers survive a restart through the store (times there are wall-clock ms).
+      const wallNow = wallClock();
+      for (const record of store.list()) {
+        if (record.bannedUntilMs !== null && record.bannedUntilMs > wallNow) {
+          actor.send({
+            type: 'ban',
+            target: { peerId: record.peerId },
+            durationMs: record.bannedUntilMs - wallNow,
+            reason: 'banned before restart',
+          });
+        }
+      }
+      for (const record of store.persistentPeers()) {
+        const address = record.addresses[0];
+        if (address === undefined || (record.bannedUntilMs ?? 0) > wallNow) continue;
+        supervisor.connect(address, { kind: 'persistent' }).catch(() => undefined);
+      }
+      return peerStoreProblem ? { peerStoreProblem } : {};
     },
 
     async stop() {
       if (!running || !actor) return;
       running = false;
       const current = actor;
+      reaper?.unsubscribe();
+      reaper = undefined;
       await listener?.close();
       listener = undefined;
-      for (const socket of parkedSockets.values()) socket.destroy();
-      parkedSockets.clear();
+      for (const connection of parked.values()) connection.stream.destroy();
+      parked.clear();
       current.send({ type: 'disconnectAll', reason: 'Normal' });
       await waitUntil(
         () => Object.keys(current.getSnapshot().context.connections).length === 0,
@@ -344,71 +504,110 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
       current.stop();
       for (const link of links.values()) link.destroy();
       links.clear();
-      // Destroyed sockets release their handles asynchronously: wait for every 'close'.
+      // Destroyed streams release their handles asynchronously: wait for every 'close'.
       await Promise.all(
-        [...openSockets].map(
-          (socket) =>
+        [...openStreams].map(
+          (stream) =>
             new Promise<void>((resolve) => {
-              if (socket.closed) return resolve();
-              socket.once('close', () => resolve());
-              socket.destroy();
+              if (stream.closed) return resolve();
+              stream.once('close', () => resolve());
+              stream.destroy();
             }),
         ),
       );
+      storeDirty = storeDirty || storePath !== undefined;
+      await saveStore();
       events.complete();
       rtts.complete();
       changes.complete();
     },
 
-    connect(address, connectOptions = {}) {
+    connect(target, connectOptions = {}) {
       let current: SupervisorActor;
+      let address: string;
+      let targetPeer: string | undefined;
       try {
         current = requireActor();
+        if (isPeerId(target)) {
+          targetPeer = target;
+          const served = recordFor(target);
+          if (served && served.address === null && (served.state === 'connected' || served.state === 'degraded')) {
+            // An inbound connection we cannot dial back: it is the connection to the peer.
+            return Promise.resolve(toInfo(served));
+          }
+          const known = served?.address ?? store.get(target)?.addresses[0];
+          if (known === undefined) throw new PeerAddressUnknown(target);
+          address = known;
+        } else {
+          address = target;
+        }
         parseAddress(address);
         if (selfAddresses.has(address)) throw new SelfConnection(`${address} is this node; it is not dialed again`);
       } catch (error) {
         return Promise.reject(error instanceof Error ? error : new Error(String(error)));
       }
-      current.send({
-        type: 'connect',
-        connectionId: `c${++nextId}`,
-        address,
-        kind: connectOptions.kind ?? 'persistent',
-      });
-      // The connection we wait for; a duplicate that closes hands over to the survivor for its peer.
-      let watchedId = current.getSnapshot().context.byAddress[address];
-      let watchedPeer: string | null = null;
+      const connectionId = `c${++nextId}`;
       return new Promise<ConnectionInfo>((resolve, reject) => {
+        let watchedId: string | undefined;
+        let watchedPeer: string | null = targetPeer ?? null;
         let lastFailure: ConnectionFailed | undefined;
-        const settle = (): boolean => {
+        let finished = false;
+        const subscriptions: Subscription[] = [];
+        const finish = (settleWith: () => void): void => {
+          if (finished) return;
+          finished = true;
+          refusalWaiters.delete(connectionId);
+          for (const subscription of subscriptions) subscription.unsubscribe();
+          settleWith();
+        };
+        const settle = (): void => {
           const context = current.getSnapshot().context;
-          const record = watchedId === undefined ? undefined : context.connections[watchedId];
+          // The connection we wait for: the one spawned for us, or the one that already served the target.
+          watchedId ??= context.connections[connectionId]
+            ? connectionId
+            : (context.byAddress[address] ?? (targetPeer === undefined ? undefined : context.byPeer[targetPeer]));
+          if (watchedId === undefined) return;
+          const record = context.connections[watchedId];
           if (record) {
             watchedPeer = record.peerId ?? watchedPeer;
-            if (record.state !== 'connected' && record.state !== 'degraded') return false;
-            resolve(toInfo(record));
-            return true;
+            if (record.state === 'connected' || record.state === 'degraded') finish(() => resolve(toInfo(record)));
+            return;
           }
+          // A duplicate that closed hands over to the survivor for its peer.
           const survivorId = watchedPeer === null ? undefined : context.byPeer[watchedPeer];
           if (survivorId !== undefined && context.connections[survivorId]) {
             watchedId = survivorId;
-            return settle();
+            settle();
+            return;
           }
-          reject(lastFailure ?? new ConnectionFailed(address, null, 'the connection ended'));
-          return true;
+          finish(() => reject(lastFailure ?? new ConnectionFailed(address, null, 'the connection ended')));
         };
-        if (settle()) return;
-        const subscription = events.subscribe({
-          next: (transition) => {
+        refusalWaiters.set(connectionId, (refusal) =>
+          finish(() => reject(refusalError(refusal.refusal, refusal.detail))),
+        );
+        subscriptions.push(
+          events.subscribe((transition) => {
             if (transition.connectionId !== watchedId) return;
-            watchedPeer = transition.peerId ?? watchedPeer;
             if (transition.to === 'closed' || transition.to === 'banned') {
               lastFailure = new ConnectionFailed(address, transition.reason, null);
             }
-            if (settle()) subscription.unsubscribe();
-          },
-          complete: () => reject(new SupervisorStopped()),
+          }),
+        );
+        current.send({
+          type: 'connect',
+          connectionId,
+          address,
+          kind: connectOptions.kind ?? 'persistent',
+          ...(targetPeer !== undefined ? { peerId: targetPeer } : {}),
+          ...(connectOptions.reuse !== undefined ? { reuse: connectOptions.reuse } : {}),
+          ...(connectOptions.protect !== undefined ? { protect: connectOptions.protect } : {}),
         });
+        // Subscribed after the send: `changes` replays the latest change, which settles at once if it can.
+        if (!finished) {
+          subscriptions.push(
+            changes.subscribe({ next: settle, complete: () => finish(() => reject(new SupervisorStopped())) }),
+          );
+        }
       });
     },
 
@@ -422,11 +621,53 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
       if (!Object.values(records()).some((record) => record.peerId === remotePeer)) {
         return Promise.reject(new PeerAddressUnknown(remotePeer));
       }
+      if (store.get(remotePeer)?.kind === 'persistent') {
+        store.upsert(remotePeer, { kind: 'temporary' });
+        storeDirty = true;
+      }
       current.send({ type: 'disconnect', peerId: remotePeer, reason: 'Normal' });
       return waitUntil(
         () => !Object.values(records()).some((record) => record.peerId === remotePeer),
         timeouts.gracefulShutdownTimeoutMs + 100,
       );
+    },
+
+    release(remotePeer) {
+      actor?.send({ type: 'release', peerId: remotePeer });
+    },
+
+    protect(remotePeer, isProtected = true) {
+      actor?.send({ type: 'protect', peerId: remotePeer, protected: isProtected });
+    },
+
+    ban(target, banOptions = {}) {
+      const durationMs = banOptions.durationMs ?? config.banDurationMs;
+      // Validate here so a bad target throws to the caller instead of reaching the actor.
+      addBan(emptyBans(), target, 0, durationMs);
+      const current = requireActor();
+      current.send({
+        type: 'ban',
+        target,
+        durationMs,
+        ...(banOptions.reason !== undefined ? { reason: banOptions.reason } : {}),
+      });
+      if (target.peerId !== undefined) {
+        store.upsert(target.peerId, { bannedUntilMs: wallClock() + durationMs });
+        storeDirty = true;
+      }
+    },
+
+    unban(target) {
+      actor?.send({ type: 'unban', target });
+      if (target.peerId !== undefined && store.get(target.peerId)) {
+        store.upsert(target.peerId, { bannedUntilMs: null });
+        storeDirty = true;
+      }
+    },
+
+    bans() {
+      const context = actor?.getSnapshot().context;
+      return activeBans(context?.bans ?? emptyBans(), clock.now());
     },
 
     openStream(remotePeer, protocol) {
@@ -445,8 +686,7 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
     },
 
     getStatus(remotePeer) {
-      const record = recordFor(remotePeer);
-      return record ? toInfo(record) : undefined;
+      return statusOf(remotePeer);
     },
 
     connections() {
@@ -454,34 +694,36 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
     },
 
     status$(remotePeer) {
-      return new Observable<ConnectionInfo | undefined>((subscriber) =>
-        changes
-          .pipe(
-            map(() => supervisor.getStatus(remotePeer)),
-            filter(distinctInfo()),
-          )
-          .subscribe(subscriber),
+      return changes.pipe(
+        map(() => statusOf(remotePeer)),
+        distinctUntilChanged(sameStatus),
       );
+    },
+
+    getMetrics() {
+      const context = actor?.getSnapshot().context;
+      if (!context) throw new SupervisorStopped();
+      return metricsOf(context, clock.now());
     },
   };
 
-  function acceptSocket(socket: Socket): void {
+  function acceptConnection(connection: RawConnection): void {
     if (!running || !actor) {
-      socket.destroy();
+      connection.stream.destroy();
       return;
     }
     const connectionId = `i${++nextId}`;
-    trackSocket(socket);
-    parkedSockets.set(connectionId, socket);
-    // Until the link takes it, a socket error must not crash the process.
-    const onError = (): void => undefined;
-    socket.on('error', onError);
-    socket.once('close', () => parkedSockets.delete(connectionId));
-    actor.send({
-      type: 'inbound',
-      connectionId,
-      remoteAddress: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`,
-    });
+    trackConnection(connection);
+    parked.set(connectionId, connection);
+    // Until the link takes it, a stream error must not crash the process.
+    connection.stream.on('error', () => undefined);
+    connection.stream.once('close', () => parked.delete(connectionId));
+    actor.send({ type: 'inbound', connectionId, remoteAddress: connection.remoteAddress });
+    // Refused (banned IP, over a limit): closed before any handshake work.
+    if (!actor.getSnapshot().context.connections[connectionId]) {
+      parked.delete(connectionId);
+      connection.stream.destroy();
+    }
   }
 
   /** Resolves once `done()` holds, re-checking on every supervisor change; gives up after `limitMs` of the clock. */
@@ -508,30 +750,4 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
   }
 
   return supervisor;
-}
-
-function toInfo(record: ConnectionRecord): ConnectionInfo {
-  return {
-    connectionId: record.connectionId,
-    peerId: record.peerId,
-    address: record.address,
-    remoteAddress: record.remoteAddress,
-    direction: record.direction,
-    kind: record.kind,
-    state: record.state,
-    reason: record.reason,
-    attempt: record.attempt,
-    rttMs: record.rttMs,
-    reconnects: record.reconnects,
-  };
-}
-
-function distinctInfo(): (info: ConnectionInfo | undefined) => boolean {
-  let last: string | undefined;
-  return (info) => {
-    const key = JSON.stringify(info ?? null);
-    if (key === last) return false;
-    last = key;
-    return true;
-  };
 }

@@ -1,336 +1,537 @@
 /**
  * The supervisor actor (DESIGN §3): spawns one connection actor per dial or accepted socket,
- * keeps plain tables of them (by connection ID, by peer ID, by address), resolves duplicates to
- * one connection per peer, and stops the actors that reached a final state.
+ * keeps plain tables of them (`tables.ts`), and composes the pure policies: admission
+ * (`admission.ts`), duplicates (`simultaneous-open.ts`), bans (`bans.ts`), eviction
+ * (`eviction.ts`) and the reaper (`reaper.ts`). Every handler works on a {@link Draft} of the
+ * context and queues its effects (spawn, send, stop, emit), applied in order after one assign.
  *
- * Its context is plain data for the inspector; sockets and links live in the connection actors.
- * Connection actors report to it through the actor system (`systemId: 'supervisor'`).
+ * Connection actors report to it through the actor system (`systemId: 'supervisor'`). Refusals
+ * are emitted (`actor.on('refused', …)`) for the API to raise as typed errors.
  */
 import { assign, enqueueActions, setup } from 'xstate';
 import type { ActorRefFrom } from 'xstate';
-import type { ConnectionKind, Direction } from '../streams/reconnect.js';
 import { connectionMachine } from '../machines/connection.js';
-import type { ConnectionReport, ConnectionState } from '../machines/connection.js';
+import type { ConnectionCommand, ConnectionInput, ConnectionReport } from '../machines/connection.js';
+import { DEFAULT_VIOLATION_BAN, recordViolation } from '../streams/reconnect.js';
+import type { ConnectionKind } from '../streams/reconnect.js';
 import type { DisconnectReason } from '../transport/disconnect-reason.js';
+import { admitInbound, admitOutbound, DEFAULT_LIMITS } from './admission.js';
+import { ban, emptyBans, findBan, normalizeIp, pruneExpired, unban, DEFAULT_BAN_DURATION_MS } from './bans.js';
+import type { BanTarget } from './bans.js';
+import { DEFAULT_EVICTION_OPTIONS, EVICTION_DISCONNECT_REASON, selectInboundToEvict } from './eviction.js';
+import type { EvictionCandidate } from './eviction.js';
+import { hostOfRemoteAddress } from './netgroup.js';
+import { DEFAULT_REAPER_SETTINGS, reap } from './reaper.js';
+import type { LinkUsage } from './reaper.js';
 import { chooseSurvivor } from './simultaneous-open.js';
+import { countsOf, hasEnded, isLive, newRecord, withoutConnection, zeroCounters } from './tables.js';
+import type { ConnectionRecord, Refusal, SupervisorConfig, SupervisorContext } from './tables.js';
 
-/** The supervisor's view of one connection actor (plain data). */
-export interface ConnectionRecord {
-  readonly connectionId: string;
-  peerId: string | null;
-  /** Address we dial (null for an inbound connection of a peer we cannot dial). */
-  address: string | null;
-  remoteAddress: string | null;
-  direction: Direction;
-  kind: ConnectionKind;
-  state: ConnectionState;
-  reason: DisconnectReason | null;
-  attempt: number;
-  nextDelayMs: number | null;
-  rttMs: number | null;
-  listenAddresses: string[];
-  /** Times this connection came back to Connected after losing its link. */
-  reconnects: number;
-  /** It reached Connected at least once. */
-  everConnected: boolean;
-  /** Queue position while it waits in Backoff for a free slot (AfterResourcesAvailable); lower goes first. */
-  waitTicket: number | null;
-}
+export type { ConnectionRecord, Refusal, SupervisorConfig, SupervisorContext } from './tables.js';
 
-/** Context of the supervisor actor. */
-export interface SupervisorContext {
-  readonly localPeerId: string;
-  /** Every running connection actor, by connection ID. */
-  connections: Record<string, ConnectionRecord>;
-  /** The connection that represents each identified peer. */
-  byPeer: Record<string, string>;
-  /** The connection that serves each dialable address (dialed ones and announced listen addresses). */
-  byAddress: Record<string, string>;
-  /** Dial address of every identified persistent peer: whichever connection serves it is kept persistent. */
-  persistentPeers: Record<string, string>;
-  /** Next ticket for connections waiting on AfterResourcesAvailable. */
-  nextWaitTicket: number;
-}
+/** DESIGN §6 defaults of the supervisor's settings. */
+export const DEFAULT_SUPERVISOR_CONFIG: SupervisorConfig = {
+  limits: DEFAULT_LIMITS,
+  reaper: DEFAULT_REAPER_SETTINGS,
+  eviction: DEFAULT_EVICTION_OPTIONS,
+  banDurationMs: DEFAULT_BAN_DURATION_MS,
+  violationBan: DEFAULT_VIOLATION_BAN,
+};
 
 /** Input of the supervisor actor. */
 export interface SupervisorInput {
   readonly localPeerId: string;
+  readonly config?: SupervisorConfig;
 }
 
 /** Commands to the supervisor actor. */
 export type SupervisorCommand =
-  /** Dial `address` unless a connection already serves it; `connectionId` names a new actor. */
-  | { type: 'connect'; connectionId: string; address: string; kind: ConnectionKind }
-  /** A socket was accepted and parked under `connectionId`. */
+  /**
+   * Dial `address` unless a connection already serves it (or `peerId`, when given); `connectionId`
+   * names the new actor. `reuse: false` refuses with AlreadyConnected instead of reusing;
+   * `protect` tags the connection (never evicted or reaped).
+   */
+  | {
+      type: 'connect';
+      connectionId: string;
+      address: string;
+      kind: ConnectionKind;
+      peerId?: string;
+      reuse?: boolean;
+      protect?: boolean;
+    }
+  /** A raw connection was accepted and parked under `connectionId`. */
   | { type: 'inbound'; connectionId: string; remoteAddress: string }
   /** Close the connection to a peer for good (app request). */
   | { type: 'disconnect'; peerId: string; reason: DisconnectReason }
   /** Close every connection for good (shutdown). */
-  | { type: 'disconnectAll'; reason: DisconnectReason };
+  | { type: 'disconnectAll'; reason: DisconnectReason }
+  /** Ban a peer ID and/or IP for `durationMs` (default from the config) and close what matches with PeerBanned. */
+  | { type: 'ban'; target: BanTarget; durationMs?: number; reason?: string }
+  /** Lift a ban. */
+  | { type: 'unban'; target: BanTarget }
+  /** The app is done with its temporary connection to `peerId`: pool it for the pool TTL. */
+  | { type: 'release'; peerId: string }
+  /** Tag or untag the connection to `peerId` as protected. */
+  | { type: 'protect'; peerId: string; protected: boolean }
+  /** A reaper pass; `usage` is each live link's application use, by connection ID. */
+  | { type: 'reaper.tick'; usage: Record<string, LinkUsage> };
 
 /** Every event the supervisor actor accepts. */
 export type SupervisorEvent = SupervisorCommand | ConnectionReport;
 
-const ENDED: readonly ConnectionState[] = ['closed', 'banned'];
+/** Events the supervisor emits (`actor.on(type, handler)`). */
+export type SupervisorEmitted = { type: 'refused'; connectionId: string; refusal: Refusal; detail: string };
+
+type Effect =
+  | { kind: 'spawn'; input: ConnectionInput }
+  | { kind: 'send'; to: string; event: ConnectionCommand }
+  | { kind: 'stop'; id: string }
+  | { kind: 'emit'; event: SupervisorEmitted };
+
+/** A working copy of the context plus the effects a handler queues. */
+class Draft {
+  readonly context: SupervisorContext;
+  readonly effects: Effect[] = [];
+  /** Slots given up during this step; as many waiting connections may resume. */
+  freedSlots = 0;
+
+  constructor(context: SupervisorContext) {
+    this.context = {
+      ...context,
+      connections: { ...context.connections },
+      byPeer: { ...context.byPeer },
+      byAddress: { ...context.byAddress },
+      persistentPeers: { ...context.persistentPeers },
+      violationsByIp: { ...context.violationsByIp },
+      counters: {
+        ...context.counters,
+        endsByReason: { ...context.counters.endsByReason },
+        refusals: { ...context.counters.refusals },
+      },
+    };
+  }
+
+  get now(): number {
+    return this.context.nowMs;
+  }
+
+  record(id: string | undefined): ConnectionRecord | undefined {
+    return id === undefined ? undefined : this.context.connections[id];
+  }
+
+  update(id: string, fields: Partial<ConnectionRecord>): void {
+    const record = this.context.connections[id];
+    if (record) this.context.connections[id] = { ...record, ...fields };
+  }
+
+  send(to: string, event: ConnectionCommand): void {
+    this.effects.push({ kind: 'send', to, event });
+  }
+
+  /** Closes a connection: the record shows Disconnecting at once, so counts are right before its report arrives. */
+  close(id: string, reason: DisconnectReason, duplicate = false): void {
+    const record = this.context.connections[id];
+    if (!record || hasEnded(record)) return;
+    if (record.state !== 'backoff' && record.state !== 'disconnecting') {
+      if (record.waitTicket === null) this.freedSlots++;
+      this.update(id, { state: 'disconnecting', reason });
+    }
+    this.send(id, { type: 'disconnect', reason, final: true, ...(duplicate ? { duplicate } : {}) });
+  }
+
+  refuse(connectionId: string, refusal: Refusal, detail: string): void {
+    this.context.counters.refusals[refusal] = (this.context.counters.refusals[refusal] ?? 0) + 1;
+    this.effects.push({ kind: 'emit', event: { type: 'refused', connectionId, refusal, detail } });
+  }
+
+  spawn(record: ConnectionRecord): void {
+    this.context.connections[record.connectionId] = record;
+    this.effects.push({
+      kind: 'spawn',
+      input: {
+        connectionId: record.connectionId,
+        direction: record.direction,
+        kind: record.kind,
+        address: record.address,
+        remoteAddress: record.remoteAddress,
+      },
+    });
+  }
+
+  remove(id: string): void {
+    Object.assign(this.context, withoutConnection(this.context, id));
+    this.effects.push({ kind: 'stop', id });
+  }
+}
+
+/** The normalised IP of a `host:port` (null for a host name). */
+function ipOf(address: string | null): string | null {
+  return address === null ? null : normalizeIp(hostOfRemoteAddress(address));
+}
+
+function banTargetOf(peerId: string | null | undefined, address: string | null): BanTarget {
+  const ip = ipOf(address);
+  return { ...(peerId != null ? { peerId } : {}), ...(ip !== null ? { ip } : {}) };
+}
+
+/** Whether the record matches a ban target (its peer ID, or the IP it talks to). */
+function matchesBan(record: ConnectionRecord, target: BanTarget): boolean {
+  if (target.peerId !== undefined && record.peerId === target.peerId) return true;
+  if (target.ip === undefined) return false;
+  const ip = normalizeIp(target.ip);
+  return ip !== null && (ipOf(record.remoteAddress) === ip || ipOf(record.address) === ip);
+}
+
+/** Closes every connection matching `target` with PeerBanned. */
+function closeBanned(draft: Draft, target: BanTarget): void {
+  for (const record of Object.values(draft.context.connections)) {
+    if (matchesBan(record, target)) draft.close(record.connectionId, 'PeerBanned');
+  }
+}
+
+/**
+ * `freed` slots were given up: resumes as many connections waiting for a slot, oldest ticket
+ * first, as admission allows. Only a freed slot wakes them (issue 4 item 7): a connection that
+ * waits because the remote was short of resources must not redial just because we have room.
+ */
+function resumeWaiting(draft: Draft, freed: number): void {
+  for (let n = 0; n < freed; n++) {
+    let oldest: ConnectionRecord | undefined;
+    for (const record of Object.values(draft.context.connections)) {
+      if (record.waitTicket === null || record.state !== 'backoff') continue;
+      if (!oldest || record.waitTicket < (oldest.waitTicket ?? Infinity)) oldest = record;
+    }
+    if (!oldest || admitOutbound(countsOf(draft.context.connections), draft.context.config.limits).admit !== true) return;
+    draft.update(oldest.connectionId, { waitTicket: null });
+    draft.send(oldest.connectionId, { type: 'resources.available' });
+  }
+}
+
+function onConnect(draft: Draft, event: Extract<SupervisorCommand, { type: 'connect' }>): void {
+  const { context } = draft;
+  const byPeer = event.peerId === undefined ? undefined : draft.record(context.byPeer[event.peerId]);
+  const byAddress = draft.record(context.byAddress[event.address]);
+  const existing = [byPeer, byAddress].find((r) => r !== undefined && (isLive(r) || r.state === 'backoff'));
+  if (existing) {
+    if (event.reuse === false) {
+      draft.refuse(event.connectionId, 'AlreadyConnected', `connection ${existing.connectionId} already serves ${event.address}`);
+      return;
+    }
+    draft.update(existing.connectionId, {
+      releasedAtMs: null,
+      lastActiveMs: draft.now,
+      protected: existing.protected || event.protect === true,
+    });
+    // Asking for a persistent connection to a peer we already reach makes that connection persistent.
+    if (event.kind === 'persistent' && existing.kind !== 'persistent') {
+      draft.update(existing.connectionId, { kind: 'persistent', address: event.address });
+      if (existing.peerId !== null) context.persistentPeers[existing.peerId] = event.address;
+      draft.send(existing.connectionId, { type: 'promote', kind: 'persistent', address: event.address });
+    }
+    return;
+  }
+  const banned = findBan(context.bans, banTargetOf(event.peerId, event.address), draft.now);
+  if (banned) {
+    draft.refuse(event.connectionId, 'PeerBanned', `${event.address} is banned until ${banned.until} ms (${banned.reason})`);
+    return;
+  }
+  const verdict = admitOutbound(countsOf(context.connections), context.config.limits);
+  if (verdict.admit === false) {
+    draft.refuse(event.connectionId, verdict.refusal, verdict.detail);
+    return;
+  }
+  const record = newRecord(event.connectionId, 'outbound', event.kind, event.address, null, draft.now);
+  draft.spawn({ ...record, protected: event.protect === true });
+  context.byAddress[event.address] = event.connectionId;
+}
+
+function onInbound(draft: Draft, event: Extract<SupervisorCommand, { type: 'inbound' }>): void {
+  const { context } = draft;
+  const banned = findBan(context.bans, banTargetOf(null, event.remoteAddress), draft.now);
+  if (banned) {
+    draft.refuse(event.connectionId, 'PeerBanned', `${event.remoteAddress} is banned (${banned.reason})`);
+    return;
+  }
+  const verdict = admitInbound(countsOf(context.connections), context.config.limits);
+  if (verdict.admit === false) {
+    draft.refuse(event.connectionId, verdict.refusal, verdict.detail);
+    return;
+  }
+  if (verdict.admit === 'afterEviction') {
+    const candidates: EvictionCandidate[] = Object.values(context.connections)
+      .filter((r) => r.direction === 'inbound' && (r.state === 'connected' || r.state === 'degraded'))
+      .map((r) => ({
+        connectionId: r.connectionId,
+        peerId: r.peerId,
+        remoteAddress: r.remoteAddress ?? '',
+        connectedAtMs: r.connectedAtMs ?? r.openedAtMs,
+        rttMs: r.rttMs,
+        persistent: r.kind === 'persistent',
+        protected: r.protected,
+      }));
+    const victim = selectInboundToEvict(candidates, context.config.eviction);
+    if (!victim) {
+      draft.refuse(event.connectionId, 'ConnectionLimitReached', 'inbound is full and every inbound connection is protected');
+      return;
+    }
+    context.counters.evictions++;
+    draft.close(victim.connectionId, EVICTION_DISCONNECT_REASON);
+  }
+  draft.spawn(newRecord(event.connectionId, 'inbound', 'temporary', null, event.remoteAddress, draft.now));
+}
+
+function onBan(draft: Draft, event: Extract<SupervisorCommand, { type: 'ban' }>): void {
+  const { context } = draft;
+  context.bans = ban(
+    context.bans,
+    event.target,
+    draft.now,
+    event.durationMs ?? context.config.banDurationMs,
+    event.reason ?? 'manual',
+  );
+  closeBanned(draft, event.target);
+}
+
+/** A ProtocolViolation ended a link: count it against the IP; repeated ones ban IP and peer. */
+function countViolation(draft: Draft, record: ConnectionRecord, peerId: string | null): void {
+  const ip = ipOf(record.remoteAddress) ?? ipOf(record.address);
+  const { context } = draft;
+  if (ip === null) return;
+  const verdict = recordViolation(context.violationsByIp[ip] ?? [], draft.now, context.config.violationBan);
+  context.violationsByIp[ip] = verdict.times;
+  if (!verdict.ban) return;
+  delete context.violationsByIp[ip];
+  const target = banTargetOf(peerId, record.remoteAddress ?? record.address);
+  context.bans = ban(context.bans, target, draft.now, context.config.banDurationMs, 'repeated protocol violations');
+  context.counters.autoBans++;
+  closeBanned(draft, target);
+}
+
+function onTransition(draft: Draft, event: Extract<ConnectionReport, { type: 'connection.transition' }>): void {
+  const { context } = draft;
+  const record = draft.record(event.connectionId);
+  if (!record) return;
+  const linkEnded = event.from !== 'backoff' && (event.to === 'backoff' || event.to === 'closed' || event.to === 'banned');
+  if (linkEnded && event.reason !== null) {
+    context.counters.endsByReason[event.reason] = (context.counters.endsByReason[event.reason] ?? 0) + 1;
+  }
+  if (event.to === 'connecting') context.counters.dials++;
+  if (event.to === 'connected' && event.from === 'handshaking') context.counters.handshakes++;
+  const up = event.to === 'connected' && event.from !== 'degraded';
+  const waits = event.to === 'backoff' && event.strategy === 'AfterResourcesAvailable';
+  draft.update(event.connectionId, {
+    peerId: event.peerId,
+    address: event.address,
+    remoteAddress: event.remoteAddress,
+    direction: event.direction,
+    kind: event.kind,
+    state: event.to,
+    reason: event.reason,
+    attempt: event.attempt,
+    nextDelayMs: event.nextDelayMs,
+    rttMs: event.rttMs,
+    reconnects: record.reconnects + (up && record.everConnected ? 1 : 0),
+    everConnected: record.everConnected || event.to === 'connected',
+    waitTicket: waits ? (record.waitTicket ?? context.nextWaitTicket++) : null,
+    ...(up ? { connectedAtMs: draft.now, lastActiveMs: draft.now, usageEvents: 0 } : {}),
+  });
+  if (linkEnded && event.reason === 'ProtocolViolation') countViolation(draft, record, event.peerId);
+  if (event.to === 'banned') {
+    const target = banTargetOf(event.peerId, event.remoteAddress ?? event.address);
+    if (target.peerId !== undefined || target.ip !== undefined) {
+      context.bans = ban(context.bans, target, draft.now, context.config.banDurationMs, `connection ended in Banned`);
+    }
+  }
+  const heldSlot = record.state !== 'disconnecting' && !hasEnded(record) && record.waitTicket === null;
+  const freed = heldSlot && (event.to === 'disconnecting' || event.to === 'closed' || event.to === 'banned') ? 1 : 0;
+  if (event.to === 'closed' || event.to === 'banned') {
+    draft.remove(event.connectionId);
+  } else if (event.to === 'backoff' && !waits) {
+    // A redial must fit the limits like a new dial; if it would not, it waits for a free slot.
+    if (admitOutbound(countsOf(context.connections, event.connectionId), context.config.limits).admit !== true) {
+      draft.update(event.connectionId, { waitTicket: context.nextWaitTicket++ });
+      draft.send(event.connectionId, { type: 'resources.wait' });
+    }
+  }
+  draft.freedSlots += freed;
+}
+
+function onIdentified(draft: Draft, event: Extract<ConnectionReport, { type: 'connection.identified' }>): void {
+  const { context } = draft;
+  const arriving = draft.record(event.connectionId);
+  if (!arriving) return;
+  draft.update(event.connectionId, { peerId: event.peerId, listenAddresses: event.listenAddresses });
+  if (findBan(context.bans, { peerId: event.peerId }, draft.now)) {
+    draft.close(event.connectionId, 'PeerBanned');
+    return;
+  }
+  const existing = draft.record(context.byPeer[event.peerId]);
+  let survivorId = event.connectionId;
+  if (existing && existing.connectionId !== event.connectionId && existing.state === 'backoff') {
+    // The peer is back before our redial: redial now, and let the duplicate rule pick one
+    // connection once both are identified.
+    draft.send(existing.connectionId, { type: 'peer.returned' });
+  } else if (existing && existing.connectionId !== event.connectionId && isLive(existing)) {
+    survivorId = chooseSurvivor(context.localPeerId, event.peerId, existing, arriving).connectionId;
+    const loserId = survivorId === event.connectionId ? existing.connectionId : event.connectionId;
+    const loser = draft.record(loserId) as ConnectionRecord;
+    const survivor = draft.record(survivorId) as ConnectionRecord;
+    draft.close(loserId, 'NetworkRestructure', true);
+    draft.update(survivorId, { protected: survivor.protected || loser.protected });
+    // The survivor inherits the loser's persistence, so the peer still comes back if it drops.
+    const address = survivor.address ?? loser.address;
+    if (address !== null && (loser.kind === 'persistent' || survivor.kind === 'persistent')) {
+      draft.update(survivorId, { kind: 'persistent', address });
+      draft.send(survivorId, { type: 'promote', kind: 'persistent', address });
+      context.byAddress[address] = survivorId;
+    }
+  }
+  context.byPeer[event.peerId] = survivorId;
+  const kept = draft.record(survivorId) as ConnectionRecord;
+  const persistentAddress = context.persistentPeers[event.peerId];
+  if (kept.kind === 'persistent' && kept.address !== null) {
+    context.persistentPeers[event.peerId] = kept.address;
+  } else if (persistentAddress !== undefined) {
+    draft.update(survivorId, { kind: 'persistent', address: persistentAddress });
+    draft.send(survivorId, { type: 'promote', kind: 'persistent', address: persistentAddress });
+    context.byAddress[persistentAddress] = survivorId;
+  }
+  for (const listen of event.listenAddresses) {
+    const holder = context.byAddress[listen];
+    if (holder === undefined || !context.connections[holder]) context.byAddress[listen] = survivorId;
+  }
+}
+
+function onReaperTick(draft: Draft, event: Extract<SupervisorCommand, { type: 'reaper.tick' }>): void {
+  const { context } = draft;
+  const verdict = reap(Object.values(context.connections), event.usage, draft.now, context.config.reaper);
+  for (const [id, use] of Object.entries(verdict.used)) draft.update(id, use);
+  for (const { connectionId } of verdict.close) {
+    context.counters.reaped++;
+    draft.close(connectionId, 'Normal');
+  }
+  for (const id of verdict.sweep) draft.remove(id);
+  draft.freedSlots += verdict.sweep.length;
+  context.bans = pruneExpired(context.bans, draft.now);
+  const windowMs = context.config.violationBan.windowMs;
+  for (const [ip, times] of Object.entries(context.violationsByIp)) {
+    const recent = times.filter((at) => draft.now - at < windowMs);
+    if (recent.length === 0) delete context.violationsByIp[ip];
+    else context.violationsByIp[ip] = recent;
+  }
+}
+
+function forPeer(draft: Draft, peerId: string, fields: Partial<ConnectionRecord>): void {
+  const record = draft.record(draft.context.byPeer[peerId]);
+  if (record) draft.update(record.connectionId, fields);
+}
+
+/** Routes an event to its handler; reports and commands the supervisor ignores do nothing. */
+function handle(draft: Draft, event: SupervisorEvent): void {
+  switch (event.type) {
+    case 'connect':
+      return onConnect(draft, event);
+    case 'inbound':
+      return onInbound(draft, event);
+    case 'disconnect':
+      for (const record of Object.values(draft.context.connections)) {
+        if (record.peerId === event.peerId) draft.close(record.connectionId, event.reason);
+      }
+      return;
+    case 'disconnectAll':
+      for (const id of Object.keys(draft.context.connections)) draft.close(id, event.reason);
+      return;
+    case 'ban':
+      return onBan(draft, event);
+    case 'unban':
+      draft.context.bans = unban(draft.context.bans, event.target);
+      return;
+    case 'release': {
+      const record = draft.record(draft.context.byPeer[event.peerId]);
+      // Persistent connections are kept by definition; only temporary ones are pooled.
+      if (record && record.kind === 'temporary') draft.update(record.connectionId, { releasedAtMs: draft.now });
+      return;
+    }
+    case 'protect':
+      return forPeer(draft, event.peerId, { protected: event.protected });
+    case 'reaper.tick':
+      return onReaperTick(draft, event);
+    case 'connection.transition':
+      return onTransition(draft, event);
+    case 'connection.identified':
+      return onIdentified(draft, event);
+    case 'connection.rtt':
+      return draft.update(event.connectionId, { rttMs: event.rttMs });
+  }
+}
 
 /**
  * The supervisor machine. Provide `actors.connection` (the connection machine with its link and
- * policies) and `actions.publish` (receives every connection report, for `events$`).
+ * policies), `actions.publish` (receives every connection report, for `events$`) and
+ * `actions.stamp` (sets `nowMs` from the injected clock; see {@link withSupervisorClock}).
  */
 export const supervisorMachine = setup({
   types: {
     context: {} as SupervisorContext,
     events: {} as SupervisorEvent,
     input: {} as SupervisorInput,
+    emitted: {} as SupervisorEmitted,
   },
   actors: {
     connection: connectionMachine,
   },
   actions: {
     publish: (_, _report: ConnectionReport) => undefined,
+    stamp: assign({ nowMs: () => performance.now() }),
+    /** Runs the event's handler on a draft, then one assign and the queued effects, in order. */
+    apply: enqueueActions(({ context, event, enqueue }) => {
+      const draft = new Draft(context);
+      handle(draft, event);
+      resumeWaiting(draft, draft.freedSlots);
+      enqueue.assign(draft.context);
+      for (const effect of draft.effects) {
+        if (effect.kind === 'spawn') enqueue.spawnChild('connection', { id: effect.input.connectionId, input: effect.input });
+        else if (effect.kind === 'send') enqueue.sendTo(effect.to, effect.event);
+        else if (effect.kind === 'stop') enqueue.stopChild(effect.id);
+        else enqueue.emit(effect.event);
+      }
+    }),
   },
 }).createMachine({
   id: 'supervisor',
   context: ({ input }) => ({
     localPeerId: input.localPeerId,
+    config: input.config ?? DEFAULT_SUPERVISOR_CONFIG,
+    nowMs: 0,
     connections: {},
     byPeer: {},
     byAddress: {},
     persistentPeers: {},
     nextWaitTicket: 1,
+    bans: emptyBans(),
+    violationsByIp: {},
+    counters: zeroCounters(),
   }),
   on: {
-    connect: {
-      actions: enqueueActions(({ context, event, enqueue }) => {
-        const existingId = context.byAddress[event.address];
-        const existing = existingId === undefined ? undefined : context.connections[existingId];
-        if (existing) {
-          // Asking for a persistent connection to a peer we already reach makes that connection persistent.
-          if (event.kind === 'persistent' && existing.kind !== 'persistent') {
-            enqueue.assign({
-              connections: {
-                ...context.connections,
-                [existing.connectionId]: { ...existing, kind: 'persistent', address: event.address },
-              },
-              persistentPeers:
-                existing.peerId === null
-                  ? context.persistentPeers
-                  : { ...context.persistentPeers, [existing.peerId]: event.address },
-            });
-            enqueue.sendTo(existing.connectionId, { type: 'promote', kind: 'persistent', address: event.address });
-          }
-          return;
-        }
-        enqueue.assign({
-          connections: {
-            ...context.connections,
-            [event.connectionId]: newRecord(event.connectionId, 'outbound', event.kind, event.address, null),
-          },
-          byAddress: { ...context.byAddress, [event.address]: event.connectionId },
-        });
-        enqueue.spawnChild('connection', {
-          id: event.connectionId,
-          input: { connectionId: event.connectionId, direction: 'outbound', kind: event.kind, address: event.address },
-        });
-      }),
-    },
-    inbound: {
-      actions: enqueueActions(({ context, event, enqueue }) => {
-        enqueue.assign({
-          connections: {
-            ...context.connections,
-            [event.connectionId]: newRecord(event.connectionId, 'inbound', 'temporary', null, event.remoteAddress),
-          },
-        });
-        enqueue.spawnChild('connection', {
-          id: event.connectionId,
-          input: {
-            connectionId: event.connectionId,
-            direction: 'inbound',
-            kind: 'temporary',
-            address: null,
-            remoteAddress: event.remoteAddress,
-          },
-        });
-      }),
-    },
-    disconnect: {
-      actions: enqueueActions(({ context, event, enqueue }) => {
-        for (const record of Object.values(context.connections)) {
-          if (record.peerId !== event.peerId) continue;
-          enqueue.sendTo(record.connectionId, { type: 'disconnect', reason: event.reason, final: true });
-        }
-      }),
-    },
-    disconnectAll: {
-      actions: enqueueActions(({ context, event, enqueue }) => {
-        for (const id of Object.keys(context.connections)) {
-          enqueue.sendTo(id, { type: 'disconnect', reason: event.reason, final: true });
-        }
-      }),
-    },
-    'connection.transition': {
-      actions: [
-        enqueueActions(({ context, event, enqueue }) => {
-          const record = context.connections[event.connectionId];
-          if (!record) return;
-          if (ENDED.includes(event.to)) {
-            enqueue.assign(removeConnection(context, event.connectionId));
-            enqueue.stopChild(event.connectionId);
-            // A slot is free: the connection that has waited longest for one dials again.
-            const next = oldestWaiting(context, event.connectionId);
-            if (next) {
-              enqueue.assign(({ context: updated }) => ({
-                connections: { ...updated.connections, [next.connectionId]: { ...next, waitTicket: null } },
-              }));
-              enqueue.sendTo(next.connectionId, { type: 'resources.available' });
-            }
-            return;
-          }
-          const waits = event.to === 'backoff' && event.strategy === 'AfterResourcesAvailable';
-          const comesBack = event.to === 'connected' && event.from !== 'degraded' && record.everConnected;
-          enqueue.assign({
-            connections: {
-              ...context.connections,
-              [event.connectionId]: {
-                ...record,
-                peerId: event.peerId,
-                address: event.address,
-                remoteAddress: event.remoteAddress,
-                direction: event.direction,
-                kind: event.kind,
-                state: event.to,
-                reason: event.reason,
-                attempt: event.attempt,
-                nextDelayMs: event.nextDelayMs,
-                rttMs: event.rttMs,
-                reconnects: record.reconnects + (comesBack ? 1 : 0),
-                everConnected: record.everConnected || event.to === 'connected',
-                waitTicket: waits ? (record.waitTicket ?? context.nextWaitTicket) : null,
-              },
-            },
-            nextWaitTicket: waits && record.waitTicket === null ? context.nextWaitTicket + 1 : context.nextWaitTicket,
-          });
-        }),
-        { type: 'publish', params: ({ event }) => event },
-      ],
-    },
-    'connection.rtt': {
-      actions: [
-        assign(({ context, event }) => {
-          const record = context.connections[event.connectionId];
-          if (!record) return {};
-          return { connections: { ...context.connections, [event.connectionId]: { ...record, rttMs: event.rttMs } } };
-        }),
-        { type: 'publish', params: ({ event }) => event },
-      ],
-    },
-    'connection.identified': {
-      actions: [
-        enqueueActions(({ context, event, enqueue }) => {
-          const arriving = context.connections[event.connectionId];
-          if (!arriving) return;
-          const connections = {
-            ...context.connections,
-            [event.connectionId]: { ...arriving, peerId: event.peerId, listenAddresses: event.listenAddresses },
-          };
-          const byPeer = { ...context.byPeer };
-          const byAddress = { ...context.byAddress };
-          const existingId = context.byPeer[event.peerId];
-          const existing = existingId !== undefined ? context.connections[existingId] : undefined;
-          let survivorId = event.connectionId;
-          if (existing && existing.connectionId !== event.connectionId && existing.state === 'backoff') {
-            // The peer is back before our redial: redial now, and let the duplicate rule pick one
-            // connection once both are identified.
-            enqueue.sendTo(existing.connectionId, { type: 'peer.returned' });
-          } else if (existing && existing.connectionId !== event.connectionId && isLive(existing)) {
-            const survivor = chooseSurvivor(context.localPeerId, event.peerId, existing, arriving);
-            survivorId = survivor.connectionId;
-            const loserId = survivorId === event.connectionId ? existing.connectionId : event.connectionId;
-            const loser = connections[loserId] as ConnectionRecord;
-            const survivorRecord = connections[survivorId] as ConnectionRecord;
-            enqueue.sendTo(loserId, {
-              type: 'disconnect',
-              reason: 'NetworkRestructure',
-              final: true,
-              duplicate: true,
-            });
-            // The survivor inherits the loser's persistence, so the peer still comes back if it drops.
-            const address = survivorRecord.address ?? loser.address;
-            if (address !== null && (loser.kind === 'persistent' || survivorRecord.kind === 'persistent')) {
-              connections[survivorId] = { ...survivorRecord, kind: 'persistent', address };
-              enqueue.sendTo(survivorId, { type: 'promote', kind: 'persistent', address });
-              byAddress[address] = survivorId;
-            }
-          }
-          byPeer[event.peerId] = survivorId;
-          const persistentPeers = { ...context.persistentPeers };
-          const kept = connections[survivorId] as ConnectionRecord;
-          if (kept.kind === 'persistent' && kept.address !== null) {
-            persistentPeers[event.peerId] = kept.address;
-          } else if (persistentPeers[event.peerId] !== undefined) {
-            const address = persistentPeers[event.peerId] as string;
-            connections[survivorId] = { ...kept, kind: 'persistent', address };
-            enqueue.sendTo(survivorId, { type: 'promote', kind: 'persistent', address });
-            byAddress[address] = survivorId;
-          }
-          for (const listen of event.listenAddresses) {
-            const holder = byAddress[listen];
-            if (holder === undefined || !connections[holder]) byAddress[listen] = survivorId;
-          }
-          enqueue.assign({ connections, byPeer, byAddress, persistentPeers });
-        }),
-      ],
-    },
+    connect: { actions: ['stamp', 'apply'] },
+    inbound: { actions: ['stamp', 'apply'] },
+    disconnect: { actions: ['stamp', 'apply'] },
+    disconnectAll: { actions: ['stamp', 'apply'] },
+    ban: { actions: ['stamp', 'apply'] },
+    unban: { actions: ['stamp', 'apply'] },
+    release: { actions: ['stamp', 'apply'] },
+    protect: { actions: ['stamp', 'apply'] },
+    'reaper.tick': { actions: ['stamp', 'apply'] },
+    'connection.transition': { actions: ['stamp', 'apply', { type: 'publish', params: ({ event }) => event }] },
+    'connection.identified': { actions: ['stamp', 'apply'] },
+    'connection.rtt': { actions: ['apply', { type: 'publish', params: ({ event }) => event }] },
   },
 });
 
-function newRecord(
-  connectionId: string,
-  direction: Direction,
-  kind: ConnectionKind,
-  address: string | null,
-  remoteAddress: string | null,
-): ConnectionRecord {
-  return {
-    connectionId,
-    peerId: null,
-    address,
-    remoteAddress,
-    direction,
-    kind,
-    state: direction === 'inbound' ? 'handshaking' : 'connecting',
-    reason: null,
-    attempt: 0,
-    nextDelayMs: null,
-    rttMs: null,
-    listenAddresses: [],
-    reconnects: 0,
-    everConnected: false,
-    waitTicket: null,
-  };
-}
-
-/** The connection waiting longest for a free slot, other than `except`. */
-function oldestWaiting(context: SupervisorContext, except: string): ConnectionRecord | undefined {
-  let oldest: ConnectionRecord | undefined;
-  for (const record of Object.values(context.connections)) {
-    if (record.connectionId === except || record.waitTicket === null) continue;
-    if (!oldest || record.waitTicket < (oldest.waitTicket ?? Infinity)) oldest = record;
-  }
-  return oldest;
-}
-
-function isLive(record: ConnectionRecord): boolean {
-  return !ENDED.includes(record.state) && record.state !== 'disconnecting';
-}
-
-function removeConnection(context: SupervisorContext, connectionId: string): Partial<SupervisorContext> {
-  const connections = { ...context.connections };
-  delete connections[connectionId];
-  const byPeer = Object.fromEntries(Object.entries(context.byPeer).filter(([, id]) => id !== connectionId));
-  const byAddress = Object.fromEntries(Object.entries(context.byAddress).filter(([, id]) => id !== connectionId));
-  return { connections, byPeer, byAddress };
+/** The machine with `stamp` reading `now()` (ms) of the injected clock. */
+export function withSupervisorClock(now: () => number): typeof supervisorMachine {
+  return supervisorMachine.provide({ actions: { stamp: assign({ nowMs: () => now() }) } });
 }
 
 /** A running supervisor actor. */

@@ -1,5 +1,6 @@
 /**
- * A link: one authenticated, multiplexed pipe to one peer, built in layers over a TCP socket
+ * A link: one authenticated, multiplexed pipe to one peer, built in layers over a raw connection
+ * of a transport (a TCP socket, or a memory pipe in specs)
  * (DESIGN §5): Noise XX handshake → secure channel (framed AEAD) → yamux session → control stream
  * (ping, goodbye) plus application streams opened by protocol name.
  *
@@ -8,7 +9,6 @@
  * `live`.
  */
 import { EventEmitter } from 'node:events';
-import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ControlChannel, CONTROL_PROTOCOL } from './control-channel.js';
 import type { Goodbye } from './control-channel.js';
@@ -20,6 +20,7 @@ import { handshakeInitiator, handshakeResponder } from './noise/handshake.js';
 import type { PeerId } from './peer-id.js';
 import { encodeProtocolHeader, readProtocolHeader } from './protocol-select.js';
 import { SecureChannel } from './secure-channel.js';
+import type { RawConnection } from './transport.js';
 import { YamuxSession } from './yamux/session.js';
 import type { YamuxStream } from './yamux/stream.js';
 
@@ -67,9 +68,12 @@ export interface LinkEvents {
 export class Link extends EventEmitter<LinkEvents> {
   private ended = false;
   private closingByUs = false;
+  private openAppStreams = 0;
+  private streamEvents = 0;
+  private readonly socket: Duplex;
 
   constructor(
-    private readonly socket: Socket,
+    private readonly connection: RawConnection,
     private readonly channel: SecureChannel,
     private readonly session: YamuxSession,
     private readonly control: ControlChannel,
@@ -80,17 +84,32 @@ export class Link extends EventEmitter<LinkEvents> {
     private readonly onStream: ((protocol: string, stream: Duplex, link: Link) => void) | undefined,
   ) {
     super();
+    this.socket = connection.stream;
     control.on('goodbye', (goodbye) => this.emit('goodbye', goodbye));
     control.on('error', (error) => this.end(error));
     session.on('error', (error: Error) => this.end(error));
     session.on('close', () => this.end(new ConnectionClosed('yamux session closed')));
     channel.on('error', (error: Error) => this.end(error));
-    socket.on('close', () => this.end(new ConnectionClosed('socket closed')));
+    this.socket.on('close', () => this.end(new ConnectionClosed('socket closed')));
   }
 
-  /** The socket's remote `host:port`. */
+  /** The remote `host:port` of the raw connection. */
   get remoteAddress(): string {
-    return `${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? 0}`;
+    return this.connection.remoteAddress;
+  }
+
+  /** Bytes received on the raw connection so far (control traffic included). */
+  get bytesRead(): number {
+    return this.connection.bytesRead();
+  }
+
+  /**
+   * Application use of the link, for the reaper's idle check (DESIGN §3): `openStreams` is the
+   * number of application streams open now (the control stream is not counted), `events` counts
+   * every application stream opened or closed so far, so a change between two looks means use.
+   */
+  get usage(): { readonly openStreams: number; readonly events: number } {
+    return { openStreams: this.openAppStreams, events: this.streamEvents };
   }
 
   /** Whether the link has ended (closed or failed). */
@@ -114,6 +133,7 @@ export class Link extends EventEmitter<LinkEvents> {
     if (this.ended) throw new ConnectionClosed('link closed');
     const header = encodeProtocolHeader(protocol);
     const stream = this.session.openStream();
+    this.track(stream);
     stream.write(header);
     return stream;
   }
@@ -148,6 +168,7 @@ export class Link extends EventEmitter<LinkEvents> {
 
   /** @internal dispatches an inbound stream once its protocol header is read. */
   acceptStream(stream: YamuxStream): void {
+    this.track(stream);
     readProtocolHeader(stream).then(
       (protocol) => {
         if (this.onStream && !this.ended) this.onStream(protocol, stream, this);
@@ -155,6 +176,16 @@ export class Link extends EventEmitter<LinkEvents> {
       },
       () => stream.destroy(),
     );
+  }
+
+  /** Counts an application stream while it is open. */
+  private track(stream: YamuxStream): void {
+    this.openAppStreams++;
+    this.streamEvents++;
+    stream.once('close', () => {
+      this.openAppStreams--;
+      this.streamEvents++;
+    });
   }
 
   private end(error: Error | undefined): void {
@@ -166,13 +197,14 @@ export class Link extends EventEmitter<LinkEvents> {
 }
 
 /**
- * Runs the whole upgrade on a connected socket: handshake, secure channel, yamux, control stream.
- * On failure the socket is destroyed.
+ * Runs the whole upgrade on a raw connection: handshake, secure channel, yamux, control stream.
+ * The link owns the connection from here on; on failure its stream is destroyed.
  * @throws ProtocolViolation (bad bytes, incompatible peer, wrong peer ID), SelfConnection,
  *   ConnectionClosed (the peer hung up), or `signal.reason` when aborted.
  */
-export async function establishLink(socket: Socket, options: EstablishLinkOptions): Promise<Link> {
+export async function establishLink(connection: RawConnection, options: EstablishLinkOptions): Promise<Link> {
   const { identity, role, signal } = options;
+  const socket = connection.stream;
   const initiator = role === 'initiator';
   let session: YamuxSession | undefined;
   try {
@@ -197,7 +229,7 @@ export async function establishLink(socket: Socket, options: EstablishLinkOption
       : await acceptControlStream(pendingStreams, session, signal);
     const control = new ControlChannel(controlStream);
     const link = new Link(
-      socket,
+      connection,
       channel,
       session,
       control,

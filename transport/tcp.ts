@@ -7,6 +7,7 @@
 import * as net from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { DialFailed, ProtocolViolation } from './errors.js';
+import type { RawConnection, Transport } from './transport.js';
 
 /** A TCP endpoint. `host` is an IPv4 or IPv6 literal or a host name; `port` is 0–65535. */
 export interface TcpAddress {
@@ -112,3 +113,28 @@ export function listenTcp(address: TcpAddress, onSocket: (socket: Socket) => voi
     });
   });
 }
+
+/** Wraps a connected socket as a transport {@link RawConnection}. */
+export function rawTcpConnection(socket: Socket): RawConnection {
+  return {
+    stream: socket,
+    remoteAddress: formatAddress({ host: socket.remoteAddress ?? '?', port: socket.remotePort ?? 0 }),
+    bytesRead: () => socket.bytesRead,
+  };
+}
+
+/**
+ * The TCP {@link Transport} over `node:net`: {@link dialTcp} and {@link listenTcp} with text
+ * addresses. Sockets are tuned with {@link tuneSocket}.
+ */
+export const tcpTransport: Transport = {
+  async dial(address, signal) {
+    return rawTcpConnection(await dialTcp(parseAddress(address), signal));
+  },
+  async listen(address, onConnection) {
+    const listener = await listenTcp(parseAddress(address, { listen: true }), (socket) =>
+      onConnection(rawTcpConnection(socket)),
+    );
+    return { address: formatAddress(listener.address), close: () => listener.close() };
+  },
+};

@@ -1,0 +1,188 @@
+/**
+ * The supervisor's plain tables (DESIGN §3): one record per connection actor, indexes by peer ID
+ * and by address, the ban list, counters. Everything here is plain, serialisable data, what the
+ * inspector shows; sockets and links live in the connection actors.
+ */
+import type { ConnectionState } from '../machines/connection.js';
+import type { ConnectionKind, Direction, ViolationBanRule } from '../streams/reconnect.js';
+import type { DisconnectReason } from '../transport/disconnect-reason.js';
+import { countConnections } from './admission.js';
+import type { AdmissionLimits, ConnectionCounts } from './admission.js';
+import type { BanList } from './bans.js';
+import type { EvictionOptions } from './eviction.js';
+import type { ReaperSettings } from './reaper.js';
+
+/** The supervisor's view of one connection actor (plain data). Times are ms on the supervisor clock. */
+export interface ConnectionRecord {
+  readonly connectionId: string;
+  peerId: string | null;
+  /** Address we dial (null for an inbound connection of a peer we cannot dial). */
+  address: string | null;
+  remoteAddress: string | null;
+  direction: Direction;
+  kind: ConnectionKind;
+  state: ConnectionState;
+  reason: DisconnectReason | null;
+  attempt: number;
+  nextDelayMs: number | null;
+  rttMs: number | null;
+  listenAddresses: string[];
+  /** Times this connection came back to Connected after losing its link. */
+  reconnects: number;
+  /** It reached Connected at least once. */
+  everConnected: boolean;
+  /** Queue position while it waits in Backoff for a free slot (AfterResourcesAvailable); lower goes first. */
+  waitTicket: number | null;
+  /** When the supervisor spawned it. */
+  openedAtMs: number;
+  /** When it last reached Connected (from anything but Degraded); null before. */
+  connectedAtMs: number | null;
+  /** Last use: connected, reused by `connect()`, or an application stream opened, open or closed. */
+  lastActiveMs: number;
+  /** The link's stream-event counter at the reaper's last look (see `LinkUsage`). */
+  usageEvents: number;
+  /** When the app released it into the pool; null when it is not pooled. */
+  releasedAtMs: number | null;
+  /** Tagged by the app: never evicted, never closed for idleness. */
+  protected: boolean;
+}
+
+/** Why the supervisor refused a dial or an accepted socket (the name of the typed error the API raises). */
+export type Refusal = 'TooManyPendingConnections' | 'ConnectionLimitReached' | 'PeerBanned' | 'AlreadyConnected';
+
+/** Supervisor settings (plain data; DESIGN §6 defaults in `create-supervisor.ts`). */
+export interface SupervisorConfig {
+  readonly limits: AdmissionLimits;
+  readonly reaper: ReaperSettings;
+  readonly eviction: EvictionOptions;
+  /** Length of a ban, ms (default 24 h). */
+  readonly banDurationMs: number;
+  /** ProtocolViolations from one IP within the window that ban it (and its peer). */
+  readonly violationBan: ViolationBanRule;
+}
+
+/** Running totals since start, for `getMetrics()`. */
+export interface SupervisorCounters {
+  /** Dials started (first dials and redials). */
+  dials: number;
+  /** Handshakes that reached Connected. */
+  handshakes: number;
+  /** Links that ended, by reason (Normal included). */
+  endsByReason: Partial<Record<DisconnectReason, number>>;
+  /** Dials and accepted sockets refused, by refusal. */
+  refusals: Partial<Record<Refusal, number>>;
+  /** Inbound connections evicted to make room. */
+  evictions: number;
+  /** Connections the reaper closed: idle, or pooled past the pool TTL. */
+  reaped: number;
+  /** Bans the supervisor applied by itself (repeated ProtocolViolations). */
+  autoBans: number;
+}
+
+/** Context of the supervisor actor. */
+export interface SupervisorContext {
+  readonly localPeerId: string;
+  readonly config: SupervisorConfig;
+  /** Clock time of the event being handled, ms (set by the `stamp` action). */
+  nowMs: number;
+  /** Every running connection actor, by connection ID. */
+  connections: Record<string, ConnectionRecord>;
+  /** The connection that represents each identified peer. */
+  byPeer: Record<string, string>;
+  /** The connection that serves each dialable address (dialed ones and announced listen addresses). */
+  byAddress: Record<string, string>;
+  /** Dial address of every identified persistent peer: whichever connection serves it is kept persistent. */
+  persistentPeers: Record<string, string>;
+  /** Next ticket for connections waiting on AfterResourcesAvailable. */
+  nextWaitTicket: number;
+  /** Banned peer IDs and IPs (see `bans.ts`). */
+  bans: BanList;
+  /** Recent ProtocolViolation times (ms) by normalised IP, for the automatic ban. */
+  violationsByIp: Record<string, number[]>;
+  counters: SupervisorCounters;
+}
+
+/** A new record, as spawned at `nowMs`. */
+export function newRecord(
+  connectionId: string,
+  direction: Direction,
+  kind: ConnectionKind,
+  address: string | null,
+  remoteAddress: string | null,
+  nowMs: number,
+): ConnectionRecord {
+  return {
+    connectionId,
+    peerId: null,
+    address,
+    remoteAddress,
+    direction,
+    kind,
+    state: direction === 'inbound' ? 'handshaking' : 'connecting',
+    reason: null,
+    attempt: 0,
+    nextDelayMs: null,
+    rttMs: null,
+    listenAddresses: [],
+    reconnects: 0,
+    everConnected: false,
+    waitTicket: null,
+    openedAtMs: nowMs,
+    connectedAtMs: null,
+    lastActiveMs: nowMs,
+    usageEvents: 0,
+    releasedAtMs: null,
+    protected: false,
+    };
+}
+
+/** Fresh counters. */
+export function zeroCounters(): SupervisorCounters {
+  return { dials: 0, handshakes: 0, endsByReason: {}, refusals: {}, evictions: 0, reaped: 0, autoBans: 0 };
+}
+
+const ENDED: readonly ConnectionState[] = ['closed', 'banned'];
+
+/** Whether the record reached a final state. */
+export function hasEnded(record: ConnectionRecord): boolean {
+  return ENDED.includes(record.state);
+}
+
+/** A link that is up or coming up (not leaving, not ended, not in Backoff). */
+export function isLive(record: ConnectionRecord): boolean {
+  return !hasEnded(record) && record.state !== 'disconnecting' && record.state !== 'backoff';
+}
+
+/** Counts of the records against the limits (see `countConnections`). */
+export function countsOf(connections: Record<string, ConnectionRecord>, except?: string): ConnectionCounts {
+  const counted: ConnectionRecord[] = [];
+  for (const record of Object.values(connections)) {
+    if (record.connectionId !== except) counted.push(record);
+  }
+  return countConnections(counted.map((r) => ({ direction: r.direction, state: r.state, waitsForSlot: r.waitTicket !== null })));
+}
+
+/** The tables without `connectionId` (its record and every index entry that points at it). */
+export function withoutConnection(
+  context: SupervisorContext,
+  connectionId: string,
+): Pick<SupervisorContext, 'connections' | 'byPeer' | 'byAddress'> {
+  const connections = { ...context.connections };
+  delete connections[connectionId];
+  const byPeer = { ...context.byPeer };
+  const byAddress = { ...context.byAddress };
+  const record = context.connections[connectionId];
+  // Index entries of a record point from its peer ID, its address and its announced listen addresses.
+  if (record?.peerId != null && byPeer[record.peerId] === connectionId) delete byPeer[record.peerId];
+  for (const address of [record?.address, ...(record?.listenAddresses ?? [])]) {
+    if (address != null && byAddress[address] === connectionId) delete byAddress[address];
+  }
+  // Entries learned under earlier addresses are rare; a full pass keeps the indexes exact.
+  if (Object.values(byAddress).includes(connectionId)) {
+    for (const [address, id] of Object.entries(byAddress)) if (id === connectionId) delete byAddress[address];
+  }
+  if (Object.values(byPeer).includes(connectionId)) {
+    for (const [peer, id] of Object.entries(byPeer)) if (id === connectionId) delete byPeer[peer];
+  }
+  return { connections, byPeer, byAddress };
+}
