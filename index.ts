@@ -8,15 +8,46 @@ export { createSupervisor } from './supervisor/create-supervisor.js';
 export type {
   ConnectionInfo,
   ConnectionTransition,
+  PeerState,
+  PeerStatus,
   RttSample,
   StreamContext,
   Supervisor,
+  SupervisorMetrics,
   SupervisorOptions,
 } from './supervisor/create-supervisor.js';
-export { supervisorMachine } from './supervisor/supervisor-machine.js';
-export type { ConnectionRecord, SupervisorActor, SupervisorContext, SupervisorEvent } from './supervisor/supervisor-machine.js';
+export { DEFAULT_SUPERVISOR_CONFIG, supervisorMachine, withSupervisorClock } from './supervisor/supervisor-machine.js';
+export type {
+  ConnectionRecord,
+  Refusal,
+  SupervisorActor,
+  SupervisorCommand,
+  SupervisorConfig,
+  SupervisorContext,
+  SupervisorEmitted,
+  SupervisorEvent,
+} from './supervisor/supervisor-machine.js';
 export { chooseSurvivor } from './supervisor/simultaneous-open.js';
-export { ConnectionFailed, PeerAddressUnknown, SupervisorStopped } from './supervisor/errors.js';
+export {
+  AlreadyConnected,
+  ConnectionFailed,
+  ConnectionLimitReached,
+  PeerAddressUnknown,
+  PeerBanned,
+  SupervisorStopped,
+  TooManyPendingConnections,
+} from './supervisor/errors.js';
+export { admitInbound, admitOutbound, countConnections, DEFAULT_LIMITS } from './supervisor/admission.js';
+export type { AdmissionLimits, AdmissionVerdict, ConnectionCounts } from './supervisor/admission.js';
+export { DEFAULT_EVICTION_OPTIONS, inboundEvictionPool, selectInboundToEvict } from './supervisor/eviction.js';
+export type { EvictionCandidate, EvictionOptions } from './supervisor/eviction.js';
+export { netgroupOf } from './supervisor/netgroup.js';
+export { activeBans, ban, DEFAULT_BAN_DURATION_MS, emptyBans, isBanned, unban } from './supervisor/bans.js';
+export type { BanEntry, BanList, BanListing, BanTarget } from './supervisor/bans.js';
+export { DEFAULT_REAPER_INTERVAL_MS, DEFAULT_REAPER_SETTINGS, reap } from './supervisor/reaper.js';
+export type { LinkUsage, ReaperSettings, ReaperVerdict } from './supervisor/reaper.js';
+export { PeerStore } from './supervisor/peer-store.js';
+export type { PeerRecord, PeerStoreProblem } from './supervisor/peer-store.js';
 
 export {
   connectionMachine,
@@ -73,3 +104,5 @@ export type { PeerId } from './transport/peer-id.js';
 export { nobleCrypto } from './transport/noise/crypto.js';
 export type { KeyPair, NoiseCrypto } from './transport/noise/crypto.js';
 export type { HandshakePayload } from './transport/handshake-payload.js';
+export { tcpTransport } from './transport/tcp.js';
+export type { RawConnection, Transport, TransportListener } from './transport/transport.js';
