@@ -338,9 +338,11 @@ function onTransition(draft: Draft, event: Extract<ConnectionReport, { type: 'co
   });
   if (linkEnded && event.reason === 'ProtocolViolation') countViolation(draft, record, event.peerId);
   if (event.to === 'banned') {
-    const target = banTargetOf(event.peerId, event.remoteAddress ?? event.address);
-    if (target.peerId !== undefined || target.ip !== undefined) {
-      context.bans = ban(context.bans, target, draft.now, context.config.banDurationMs, `connection ended in Banned`);
+    // Ended in Banned (its own violation rule, or the peer banned us): ban the peer ID, or the IP
+    // while the peer is unknown; a ban already in force is left as it is, so unban() lifts it.
+    const target = event.peerId !== null ? { peerId: event.peerId } : banTargetOf(null, event.remoteAddress ?? event.address);
+    if ((target.peerId !== undefined || target.ip !== undefined) && !findBan(context.bans, target, draft.now)) {
+      context.bans = ban(context.bans, target, draft.now, context.config.banDurationMs, 'connection ended in Banned');
     }
   }
   const heldSlot = record.state !== 'disconnecting' && !hasEnded(record) && record.waitTicket === null;

@@ -20,6 +20,7 @@ import { handshakeInitiator, handshakeResponder } from './noise/handshake.js';
 import type { PeerId } from './peer-id.js';
 import { encodeProtocolHeader, readProtocolHeader } from './protocol-select.js';
 import { SecureChannel } from './secure-channel.js';
+import { guardErrors } from './transport.js';
 import type { RawConnection } from './transport.js';
 import { YamuxSession } from './yamux/session.js';
 import type { YamuxStream } from './yamux/stream.js';
@@ -205,6 +206,8 @@ export class Link extends EventEmitter<LinkEvents> {
 export async function establishLink(connection: RawConnection, options: EstablishLinkOptions): Promise<Link> {
   const { identity, role, signal } = options;
   const socket = connection.stream;
+  // The link's layers listen for errors only while they own the stream; the guard covers the gaps.
+  guardErrors(socket);
   const initiator = role === 'initiator';
   let session: YamuxSession | undefined;
   try {

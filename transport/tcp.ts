@@ -7,6 +7,7 @@
 import * as net from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { DialFailed, ProtocolViolation } from './errors.js';
+import { guardErrors } from './transport.js';
 import type { RawConnection, Transport } from './transport.js';
 
 /** A TCP endpoint. `host` is an IPv4 or IPv6 literal or a host name; `port` is 0–65535. */
@@ -64,6 +65,7 @@ export function dialTcp(address: TcpAddress, signal?: AbortSignal): Promise<Sock
     function onConnect(): void {
       cleanup();
       tuneSocket(socket);
+      guardErrors(socket);
       resolve(socket);
     }
     function fail(error: unknown): void {
@@ -92,6 +94,7 @@ export interface TcpListener {
 export function listenTcp(address: TcpAddress, onSocket: (socket: Socket) => void): Promise<TcpListener> {
   const server: Server = net.createServer({ noDelay: true, pauseOnConnect: false }, (socket) => {
     tuneSocket(socket);
+    guardErrors(socket);
     onSocket(socket);
   });
   // A failing accept (EMFILE under a flood) must not crash the node: the server keeps listening.

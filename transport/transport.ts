@@ -8,7 +8,9 @@ import type { Duplex } from 'node:stream';
 
 /**
  * A connected byte stream, before any handshake. Whoever takes it owns it: `stream.destroy()`
- * releases it, and its `'close'` event says it is released.
+ * releases it, and its `'close'` event says it is released. Transports hand it out with a no-op
+ * `'error'` listener already attached ({@link guardErrors}), so a reset that lands between
+ * two owners never becomes an uncaught exception.
  */
 export interface RawConnection {
   /** The bytes, both ways. Half-close (`end()`) is supported; `allowHalfOpen` is true. */
@@ -42,4 +44,16 @@ export interface Transport {
    * @throws the listen error (e.g. EADDRINUSE) as the rejection; ProtocolViolation for a bad address.
    */
   listen(address: string, onConnection: (connection: RawConnection) => void): Promise<TransportListener>;
+}
+
+/** Ignores an error: the stream is destroyed by it anyway, and 'close' tells its owners. */
+function ignoreError(): void {}
+
+/**
+ * Keeps a no-op 'error' listener on a handed-out stream for its whole life: between one owner
+ * letting go (a resolved dial, a finished handshake) and the next taking it, a reset must not
+ * become an uncaught exception. Real handlers still receive the error.
+ */
+export function guardErrors(stream: Duplex): void {
+  if (!stream.listeners('error').includes(ignoreError)) stream.on('error', ignoreError);
 }
