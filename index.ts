@@ -102,6 +102,7 @@ export {
 export { isPeerId, parsePeerId, peerIdFromPublicKey, publicKeyFromPeerId } from './transport/peer-id.js';
 export type { PeerId } from './transport/peer-id.js';
 export { nobleCrypto } from './transport/noise/crypto.js';
+export { defaultCrypto, nodeCrypto, nodeCryptoAvailable } from './transport/noise/node-crypto.js';
 export type { KeyPair, NoiseCrypto } from './transport/noise/crypto.js';
 export type { HandshakePayload } from './transport/handshake-payload.js';
 export { tcpTransport } from './transport/tcp.js';

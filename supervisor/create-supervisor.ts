@@ -31,8 +31,8 @@ import type { DisconnectReason } from '../transport/disconnect-reason.js';
 import { ConnectionClosed, SelfConnection } from '../transport/errors.js';
 import { createNodeNonce, PROTOCOL_VERSION } from '../transport/handshake-payload.js';
 import type { LocalIdentity } from '../transport/link.js';
-import { nobleCrypto } from '../transport/noise/crypto.js';
 import type { NoiseCrypto } from '../transport/noise/crypto.js';
+import { defaultCrypto } from '../transport/noise/node-crypto.js';
 import { isPeerId, peerIdFromPublicKey } from '../transport/peer-id.js';
 import type { PeerId } from '../transport/peer-id.js';
 import { parseAddress, tcpTransport } from '../transport/tcp.js';
@@ -83,7 +83,7 @@ export interface SupervisorOptions {
   readonly clock?: Clock;
   /** Uniform random source in [0, 1) for backoff jitter; `Math.random` by default. */
   readonly random?: () => number;
-  /** Noise primitives; `nobleCrypto` by default. */
+  /** Noise primitives; `defaultCrypto` (`node:crypto` where the runtime has X25519 and ChaCha20-Poly1305, else `@noble`). */
   readonly crypto?: NoiseCrypto;
   /** Passed to XState's `createActor` (e.g. `@statelyai/inspect`'s `inspector.inspect`). */
   readonly inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void);
@@ -230,7 +230,7 @@ export interface Supervisor {
  * @throws RangeError when `staticPrivateKey` is not 32 bytes.
  */
 export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
-  const crypto = options.crypto ?? nobleCrypto;
+  const crypto = options.crypto ?? defaultCrypto;
   const clock = options.clock ?? systemClock;
   const wallClock = options.wallClock ?? Date.now;
   const transport = options.transport ?? tcpTransport;
