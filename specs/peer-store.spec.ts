@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { DEFAULT_PEER_STORE_OPTIONS, PeerStore, PeerStoreFormatError } from '../supervisor/peer-store.js';
 import type { PeerKind, PeerRecord } from '../supervisor/peer-store.js';
+import { peerScore } from '../supervisor/peer-score.js';
 
 const timeArb = fc.integer({ min: 0, max: 2 ** 40 });
 const peerIdArb = fc.oneof(fc.string({ minLength: 1, maxLength: 10 }), fc.constantFrom('__proto__', 'constructor'));
@@ -417,5 +418,20 @@ describe('peer store file', () => {
     assert.equal(problem, undefined);
     assert.ok(snapshots.some((s) => JSON.stringify(s) === JSON.stringify(loaded.list())));
     assert.deepEqual(await readdir(sub), ['peers.json']);
+  });
+});
+
+describe('peer score', () => {
+  it('is 0.5 without history, bounded in [0, 1], up with clean ends and down with failures', () => {
+    assert.equal(peerScore([]), 0.5);
+    const reason = fc.constantFrom('Normal', 'NetworkRestructure', 'Timeout', 'ProtocolViolation', 'PeerBanned', 'ResourceConstraint');
+    fc.assert(
+      fc.property(fc.array(reason.map((r) => ({ reason: r })), { maxLength: 40 }), (history) => {
+        const score = peerScore(history);
+        assert.ok(score > 0 && score < 1);
+        assert.ok(peerScore([...history, { reason: 'Normal' }]) > score);
+        assert.ok(peerScore([...history, { reason: 'Timeout' }]) < score);
+      }),
+    );
   });
 });

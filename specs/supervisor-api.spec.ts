@@ -124,6 +124,39 @@ describe('supervisor API over real TCP', () => {
     }
   });
 
+  it('refuses an inbound socket over the limit before any handshake work when nobody may be evicted', async () => {
+    const a = await started();
+    // No protection by netgroup, RTT or age: with one inbound peer those would always shield it.
+    const b = await started({
+      limits: { maxInbound: 1, maxTotal: 1 },
+      eviction: { protectByNetgroup: 0, protectByRtt: 0, protectByAge: 0 },
+    });
+    const c = await started();
+    try {
+      await a.connect(b.listenAddress as string, { kind: 'temporary' });
+      await firstValueFrom(b.status$(a.peerId).pipe(filter((status) => status.status === 'connected')));
+      b.protect(a.peerId);
+      await assert.rejects(c.connect(b.listenAddress as string, { kind: 'temporary' }), ConnectionFailed);
+      const raw = net.connect(Number(b.listenAddress?.split(':')[1]), '127.0.0.1');
+      const received: Buffer[] = [];
+      raw.on('data', (chunk: Buffer) => received.push(chunk));
+      raw.on('error', () => undefined);
+      await new Promise<void>((resolve) => raw.once('close', () => resolve()));
+      assert.equal(Buffer.concat(received).length, 0, 'not one handshake byte came back');
+      assert.equal(b.getMetrics().refusals.ConnectionLimitReached, 2);
+      assert.equal(b.getStatus(a.peerId).status, 'connected', 'the protected peer stays');
+
+      // Unprotected, the same newcomer evicts it with NetworkRestructure.
+      b.protect(a.peerId, false);
+      const evicted = firstValueFrom(a.events$.pipe(filter((e) => e.to === 'closed')));
+      await c.connect(b.listenAddress as string, { kind: 'temporary' });
+      assert.equal((await evicted).reason, 'NetworkRestructure');
+      assert.equal(b.getMetrics().evictions, 1);
+    } finally {
+      await Promise.all([a.stop(), b.stop(), c.stop()]);
+    }
+  });
+
   it('status$ gives the current status first, then every change, and completes on stop()', async () => {
     const a = await started();
     const b = await started();

@@ -44,6 +44,7 @@ import type { BanListing, BanTarget } from './bans.js';
 import { ConnectionFailed, PeerAddressUnknown, SupervisorStopped, refusalError } from './errors.js';
 import { DEFAULT_EVICTION_OPTIONS } from './eviction.js';
 import type { EvictionOptions } from './eviction.js';
+import { peerScore } from './peer-score.js';
 import { PeerStore } from './peer-store.js';
 import type { PeerStoreProblem } from './peer-store.js';
 import { DEFAULT_REAPER_INTERVAL_MS, DEFAULT_REAPER_SETTINGS } from './reaper.js';
@@ -327,7 +328,8 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
     }
     const linkEnded = report.from !== 'backoff' && ['backoff', 'closed', 'banned'].includes(report.to);
     if (linkEnded && report.reason !== null) {
-      store.recordDisconnect(report.peerId, report.reason, now);
+      const record = store.recordDisconnect(report.peerId, report.reason, now);
+      store.upsert(report.peerId, { score: peerScore(record.history) });
       storeDirty = true;
     }
     if (report.to === 'banned') {
