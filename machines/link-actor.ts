@@ -7,6 +7,7 @@
 import type { Duplex } from 'node:stream';
 import type { SchedulerLike } from 'rxjs';
 import { fromCallback } from 'xstate';
+import type { Clock } from '../streams/clock.js';
 import { inactivity } from '../streams/inactivity.js';
 import { pingSamples } from '../streams/ping.js';
 import type { DisconnectReason } from '../transport/disconnect-reason.js';
@@ -31,6 +32,8 @@ export interface LinkActorDependencies {
   readonly identity: LocalIdentity;
   /** Drives the ping interval and timeout and measures RTT. */
   readonly scheduler: SchedulerLike;
+  /** The injected clock, for the transport's own timers (the yamux violation linger). */
+  readonly clock: Clock;
   /** Ping every `pingIntervalMs` ms; a ping unanswered for `pingTimeoutMs` ms is lost. */
   readonly pingIntervalMs: number;
   readonly pingTimeoutMs: number;
@@ -104,6 +107,7 @@ export function createLinkActor(deps: LinkActorDependencies) {
         identity: deps.identity,
         role: input.direction === 'outbound' ? 'initiator' : 'responder',
         signal: abort.signal,
+        timers: deps.clock,
         onStream: (protocol, stream, from) => deps.onStream(input.connectionId, from.remotePeerId, protocol, stream),
       });
       if (stopped) {

@@ -418,6 +418,7 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
         identity,
         transport,
         scheduler,
+        clock,
         pingIntervalMs,
         pingTimeoutMs,
         inactivityTimeoutMs: options.inactivityTimeoutMs ?? 60_000,

@@ -23,6 +23,7 @@ import { SecureChannel } from './secure-channel.js';
 import { guardErrors } from './transport.js';
 import type { RawConnection } from './transport.js';
 import { YamuxSession } from './yamux/session.js';
+import type { SessionTimers } from './yamux/session.js';
 import type { YamuxStream } from './yamux/stream.js';
 
 /** Who we are on the wire: keys and the payload we announce. */
@@ -48,6 +49,8 @@ export interface EstablishLinkOptions {
   readonly expectedPeerId?: PeerId;
   /** Aborting stops the handshake and the control stream set-up and destroys the socket. */
   readonly signal?: AbortSignal;
+  /** Timers of the yamux session (its violation linger); the injected clock in the supervisor. */
+  readonly timers?: SessionTimers;
   /**
    * Receives each inbound application stream once its protocol header is read, from the first
    * one on (streams can arrive before `establishLink` resolves). Without it, streams are reset.
@@ -226,6 +229,7 @@ export async function establishLink(connection: RawConnection, options: Establis
     session = new YamuxSession(channel, {
       role: initiator ? 'client' : 'server',
       onStream: (stream) => accept(stream),
+      ...(options.timers ? { timers: options.timers } : {}),
     });
     const controlStream = initiator
       ? openControlStream(session)

@@ -43,6 +43,17 @@ const VIOLATION_LINGER_MS = 2_000;
 const COALESCE_LIMIT = 4 * 1024;
 const EMPTY = Buffer.alloc(0);
 
+/** The timer functions a session uses (a subset of the injected clock of `streams/clock.ts`). */
+export interface SessionTimers {
+  setTimeout(fn: () => void, ms: number): object | number;
+  clearTimeout(handle: object | number): void;
+}
+
+const GLOBAL_TIMERS: SessionTimers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
 /** Options of a {@link YamuxSession}. Sizes are in bytes. */
 export interface YamuxSessionOptions {
   /**
@@ -70,6 +81,12 @@ export interface YamuxSessionOptions {
   maxFrameLength?: number;
   /** Payload cap of the Data frames we send, in bytes. Default 64 KiB. */
   maxSendFrameLength?: number;
+  /**
+   * Timers for the linger after a protocol violation (GoAway sent, then up to 2 s for it to
+   * flush before the connection is destroyed). Default the global timers (unref'd); the link
+   * passes the injected clock, so virtual time governs it in specs.
+   */
+  timers?: SessionTimers;
   /**
    * Write backlog, in bytes, tolerated beyond the connection's high-water mark and one Data
    * frame before the session stops reading input until the connection drains. Default 1 MiB.
@@ -185,7 +202,8 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
   private corked = false;
   private closePromise: Promise<void> | undefined;
   private readonly closeWaiters: (() => void)[] = [];
-  private lingerTimer: NodeJS.Timeout | undefined;
+  private lingerTimer: object | number | undefined;
+  private readonly timers: SessionTimers;
 
   /**
    * Attaches a session to a connected `connection`.
@@ -208,6 +226,7 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
     // Data alone never exceeds high-water mark + one frame: only peer-provoked control frames can.
     this.pauseThreshold = connection.writableHighWaterMark + this.maxSendFrameLength + HEADER_LENGTH + maxPendingBytes;
     this.nextStreamId = options.role === 'client' ? 1 : 2;
+    this.timers = options.timers ?? GLOBAL_TIMERS;
 
     this.host = {
       sendWindowUpdate: (streamId, flags, delta) => this.writeFrame(FrameType.WindowUpdate, flags, streamId, delta),
@@ -507,7 +526,7 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
     this.terminate(error);
     if (this.connection.destroyed) return;
     const finish = (): void => {
-      if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer);
+      if (this.lingerTimer !== undefined) this.timers.clearTimeout(this.lingerTimer);
       this.lingerTimer = undefined;
       this.connection.destroy();
     };
@@ -517,8 +536,7 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
     }
     this.connection.once('finish', finish);
     this.connection.end();
-    this.lingerTimer = setTimeout(finish, VIOLATION_LINGER_MS);
-    this.lingerTimer.unref();
+    this.lingerTimer = this.timers.setTimeout(finish, VIOLATION_LINGER_MS);
   }
 
   // ---- connection events --------------------------------------------------------------------
@@ -539,7 +557,7 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
   };
 
   private readonly onClose = (): void => {
-    if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer);
+    if (this.lingerTimer !== undefined) this.timers.clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
     this.terminate(undefined);
   };
