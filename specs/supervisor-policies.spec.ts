@@ -210,6 +210,8 @@ describe('reaper and pool', () => {
     s.up('c1', 'pwa');
     s.dial('c2', '10.0.0.2:1', 'persistent');
     s.up('c2', 'pwb');
+    s.accept('i1', '10.0.0.3:5000');
+    s.up('i1', 'pwc');
     const tick = (events: number, openStreams = 0) =>
       s.actor.send({ type: 'reaper.tick', usage: { c1: { openStreams, events }, c2: { openStreams: 0, events: 0 } } });
     s.clock.advance(200_000);
@@ -226,6 +228,7 @@ describe('reaper and pool', () => {
     tick(4);
     assert.deepEqual(s.linkOf('c1').commands, [{ type: 'link.goodbye', reason: 'Normal', duplicate: false }]);
     assert.deepEqual(s.linkOf('c2').commands, [], 'persistent connections are kept');
+    assert.deepEqual(s.linkOf('i1').commands, [], 'inbound connections are left to the remote');
     s.closeLink('c1');
     assert.equal(s.record('c1'), undefined);
     s.actor.stop();

@@ -33,6 +33,8 @@ export interface ReaperCandidate {
   readonly connectionId: string;
   readonly state: ConnectionState;
   readonly kind: ConnectionKind;
+  /** Who dialed it: only connections we dialed are closed for idleness. */
+  readonly direction: 'inbound' | 'outbound';
   /** Tagged protected by the app: never closed for idleness. */
   readonly protected: boolean;
   /** Last use, ms on the supervisor clock. */
@@ -65,9 +67,11 @@ const UP: readonly ConnectionState[] = ['connected', 'degraded'];
  *   look, was used now (`lastActive` = `nowMs`).
  * - Pool: a released connection is closed (`poolExpired`) once `poolTtlMs` passed since its
  *   release and since its last use, with no stream open.
- * - Idle: an up (Connected or Degraded), temporary, unprotected, unreleased connection with no
- *   stream open and no use for `idleTimeoutMs` is closed (`idle`). Persistent connections are
- *   never closed for idleness: the app asked to keep them.
+ * - Idle: an up (Connected or Degraded), outbound, temporary, unprotected, unreleased connection
+ *   with no stream open and no use for `idleTimeoutMs` is closed (`idle`). Persistent connections
+ *   are never closed for idleness: the app asked to keep them. Inbound ones are the remote's to
+ *   keep (closing them would make a persistent remote redial at once, every `idleTimeoutMs`);
+ *   when inbound slots run short, eviction frees them.
  * - Sweep: a record in Closed or Banned is dropped.
  * Pings and goodbyes are control traffic, not use. Pure; never throws.
  */
@@ -98,7 +102,7 @@ export function reap(
       }
       continue;
     }
-    if (candidate.kind === 'persistent' || candidate.protected) continue;
+    if (candidate.kind === 'persistent' || candidate.protected || candidate.direction === 'inbound') continue;
     if (nowMs - lastActiveMs >= settings.idleTimeoutMs) close.push({ connectionId: candidate.connectionId, cause: 'idle' });
   }
   return { used, close, sweep };
