@@ -86,6 +86,10 @@ export interface ConnectionContext {
   history: DisconnectRecord[];
   /** Times (ms) of recent ProtocolViolations, for the ban rule. */
   violations: number[];
+  /** The app said the network is down: no dialing, no backoff timer, failures not counted. */
+  offline: boolean;
+  /** The link is being replaced because its health stayed Critical too long. */
+  replaced: boolean;
 }
 
 /** Input of a connection actor. */
@@ -96,6 +100,8 @@ export interface ConnectionInput {
   /** Outbound: the address to dial. Inbound: null (the supervisor hands the socket to the link). */
   readonly address: string | null;
   readonly remoteAddress?: string | null;
+  /** The network is down at spawn time: an outbound connection waits in Backoff until `network.online`. */
+  readonly offline?: boolean;
 }
 
 /** Events the link actor sends to its connection. */
@@ -126,7 +132,13 @@ export type ConnectionCommand =
   /** In Backoff: no slot is free for the redial; wait for `resources.available` instead of the timer. */
   | { type: 'resources.wait' }
   /** The peer reached us on another connection while we wait in Backoff: dial now. */
-  | { type: 'peer.returned' };
+  | { type: 'peer.returned' }
+  /** Health stayed Critical past the limit: replace the link (Disconnecting with NetworkRestructure). */
+  | { type: 'health.critical' }
+  /** The app's network went down: pause dialing and the backoff timer; failures meanwhile do not count. */
+  | { type: 'network.offline' }
+  /** The network is back: redial at once. */
+  | { type: 'network.online' };
 
 /** Every event a connection actor accepts. */
 export type ConnectionEvent = LinkEvent | ConnectionCommand;
@@ -162,6 +174,8 @@ export type ConnectionReport =
       attempt: number;
       nextDelayMs: number | null;
       rttMs: number | null;
+      /** The link was replaced for Critical health (a temporary peer gets a substitute). */
+      replaced: boolean;
     }
   | {
       type: 'connection.identified';
@@ -290,9 +304,19 @@ export const connectionMachine = setup({
     shouldRedial: ({ context }) =>
       context.strategy === 'AllowImmediate' || context.strategy === 'WithBackoff',
     waitsForResources: ({ context }) => context.strategy === 'AfterResourcesAvailable',
+    isOffline: ({ context }) => context.offline,
+    outboundWhileOffline: ({ context }) => context.offline && context.direction === 'outbound',
   },
   actions: {
     decideStrategy: assign(({ context }) => decide(context, DEFAULT_CONNECTION_POLICIES)),
+    /** A failed link counts towards the backoff exponent, unless the network is known to be down. */
+    countAttempt: assign(({ context }) => ({ attempt: context.offline ? context.attempt : context.attempt + 1 })),
+    markReplaced: assign({
+      reason: 'NetworkRestructure' as const,
+      error: 'health stayed Critical past the limit',
+      replaced: true,
+      final: false,
+    }),
     enter: enqueueActions(({ context, enqueue, system }, params: { state: ConnectionState }) => {
       enqueue.assign({ previousState: context.state, state: params.state });
       const supervisor = supervisorOf(system);
@@ -312,6 +336,7 @@ export const connectionMachine = setup({
         attempt: updated.attempt,
         nextDelayMs: updated.nextDelayMs,
         rttMs: updated.rttMs,
+        replaced: updated.replaced,
       }));
     }),
     reportIdentified: enqueueActions(({ context, enqueue, system }) => {
@@ -365,12 +390,16 @@ export const connectionMachine = setup({
     duplicate: false,
     history: [],
     violations: [],
+    offline: input.offline ?? false,
+    replaced: false,
   }),
   initial: 'live',
   on: {
     promote: {
       actions: assign(({ event }) => ({ kind: event.kind, address: event.address })),
     },
+    'network.offline': { actions: assign({ offline: true }) },
+    'network.online': { actions: assign({ offline: false }) },
   },
   states: {
     live: {
@@ -425,11 +454,17 @@ export const connectionMachine = setup({
       },
       states: {
         route: {
-          always: [{ guard: 'isInbound', target: 'handshaking' }, { target: 'connecting' }],
+          always: [
+            { guard: 'outboundWhileOffline', target: '#connection.backoff.paused' },
+            { guard: 'isInbound', target: 'handshaking' },
+            { target: 'connecting' },
+          ],
         },
         connecting: {
           entry: { type: 'enter', params: { state: 'connecting' } },
           on: {
+            // Offline: stop dialing; the dial is not a failure (no attempt counted).
+            'network.offline': { target: '#connection.backoff.paused', actions: assign({ offline: true }) },
             'link.tcpConnected': {
               target: 'handshaking',
               actions: assign(({ event }) => ({ remoteAddress: event.remoteAddress })),
@@ -461,9 +496,10 @@ export const connectionMachine = setup({
           },
         },
         connected: {
-          entry: [assign({ reason: null, error: null }), { type: 'enter', params: { state: 'connected' } }],
+          entry: [assign({ reason: null, error: null, replaced: false }), { type: 'enter', params: { state: 'connected' } }],
           on: {
             'health.poor': { target: 'degraded' },
+            'health.critical': { target: 'disconnecting', actions: 'markReplaced' },
           },
           after: {
             // Only a connection that stayed up resets the backoff exponent (no flapping at base delay).
@@ -474,6 +510,7 @@ export const connectionMachine = setup({
           entry: { type: 'enter', params: { state: 'degraded' } },
           on: {
             'health.good': { target: 'connected' },
+            'health.critical': { target: 'disconnecting', actions: 'markReplaced' },
           },
         },
         disconnecting: {
@@ -494,16 +531,14 @@ export const connectionMachine = setup({
       entry: 'decideStrategy',
       always: [
         { guard: 'isBannedReason', target: 'banned' },
-        { guard: 'shouldRedial', target: 'backoff' },
-        { guard: 'waitsForResources', target: 'backoff' },
+        { guard: 'shouldRedial', target: 'backoff', actions: 'countAttempt' },
+        { guard: 'waitsForResources', target: 'backoff', actions: 'countAttempt' },
         { target: 'closed' },
       ],
     },
     backoff: {
-      entry: [
-        assign(({ context }) => ({ attempt: context.attempt + 1, direction: 'outbound' as const })),
-        { type: 'enter', params: { state: 'backoff' } },
-      ],
+      entry: [assign({ direction: 'outbound' as const }), { type: 'enter', params: { state: 'backoff' } }],
+      initial: 'arriving',
       on: {
         'link.rtt': {},
         disconnect: {
@@ -514,9 +549,30 @@ export const connectionMachine = setup({
         // No slot for the redial: give the slot up and wait until one frees (DESIGN §3 admission).
         'resources.wait': { actions: assign({ strategy: 'AfterResourcesAvailable' as const, nextDelayMs: null }) },
         'peer.returned': { guard: 'shouldRedial', target: 'live' },
+        // The network is back: redial now rather than when the timer says (issue 5, app events).
+        'network.online': { guard: 'shouldRedial', target: 'live', actions: assign({ offline: false }) },
       },
-      after: {
-        backoffDelay: { guard: 'shouldRedial', target: 'live' },
+      states: {
+        arriving: {
+          always: [{ guard: 'isOffline', target: 'paused' }, { target: 'waiting' }],
+        },
+        waiting: {
+          on: {
+            'network.offline': { target: 'paused', actions: assign({ offline: true }) },
+          },
+          after: {
+            backoffDelay: { guard: 'shouldRedial', target: '#connection.live' },
+          },
+        },
+        /** Offline: no timer runs; `network.online` redials (or leaves it waiting for resources). */
+        paused: {
+          on: {
+            'network.online': [
+              { guard: 'shouldRedial', target: '#connection.live', actions: assign({ offline: false }) },
+              { target: 'waiting', actions: assign({ offline: false }) },
+            ],
+          },
+        },
       },
     },
     closed: {
