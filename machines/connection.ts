@@ -18,6 +18,7 @@
 import { assign, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
 import type { AnyActorRef } from 'xstate';
 import type { DisconnectReason } from '../transport/disconnect-reason.js';
+import type { HealthCategory } from '../streams/health.js';
 import {
   DEFAULT_BACKOFF,
   DEFAULT_VIOLATION_BAN,
@@ -76,6 +77,9 @@ export interface ConnectionContext {
   nextDelayMs: number | null;
   /** Latest ping RTT, ms. */
   rttMs: number | null;
+  /** Latest health score in [0, 1] and category (DESIGN §4); null until the first sample. */
+  healthScore: number | null;
+  healthCategory: HealthCategory | null;
   /** Listen addresses the peer announced in its handshake payload. */
   listenAddresses: string[];
   /** The close is final: the app asked for it, or this connection was a duplicate. */
@@ -110,6 +114,8 @@ export type LinkEvent =
   | { type: 'link.secured'; peerId: string; listenAddresses: string[] }
   | { type: 'link.ready' }
   | { type: 'link.rtt'; rttMs: number }
+  /** A health sample (DESIGN §4): overall score in [0, 1] and its category; null until known. */
+  | { type: 'link.health'; score: number | null; category: HealthCategory | null }
   | { type: 'link.pingLost' }
   /** Nothing was received for `inactivityTimeout` (a half-open connection looks exactly like this). */
   | { type: 'link.inactive' }
@@ -184,7 +190,14 @@ export type ConnectionReport =
       direction: Direction;
       listenAddresses: string[];
     }
-  | { type: 'connection.rtt'; connectionId: string; peerId: string | null; rttMs: number };
+  | { type: 'connection.rtt'; connectionId: string; peerId: string | null; rttMs: number }
+  | {
+      type: 'connection.health';
+      connectionId: string;
+      peerId: string | null;
+      score: number | null;
+      category: HealthCategory | null;
+    };
 
 /** Timing settings of the lifecycle, all in ms (DESIGN §6). */
 export interface ConnectionTimeouts {
@@ -351,6 +364,18 @@ export const connectionMachine = setup({
       };
       enqueue.sendTo(supervisor, report);
     }),
+    reportHealth: enqueueActions(({ context, enqueue, system }) => {
+      const supervisor = supervisorOf(system);
+      if (!supervisor) return;
+      const report: ConnectionReport = {
+        type: 'connection.health',
+        connectionId: context.connectionId,
+        peerId: context.peerId,
+        score: context.healthScore,
+        category: context.healthCategory,
+      };
+      enqueue.sendTo(supervisor, report);
+    }),
     reportRtt: enqueueActions(({ context, enqueue, system }) => {
       const supervisor = supervisorOf(system);
       if (!supervisor || context.rttMs === null) return;
@@ -385,6 +410,8 @@ export const connectionMachine = setup({
     attempt: 0,
     nextDelayMs: null,
     rttMs: null,
+    healthScore: null,
+    healthCategory: null,
     listenAddresses: [],
     final: false,
     duplicate: false,
@@ -416,6 +443,9 @@ export const connectionMachine = setup({
       on: {
         'link.rtt': {
           actions: [assign(({ event }) => ({ rttMs: event.rttMs })), 'reportRtt'],
+        },
+        'link.health': {
+          actions: [assign(({ event }) => ({ healthScore: event.score, healthCategory: event.category })), 'reportHealth'],
         },
         'link.pingLost': {
           target: '.disconnecting',
@@ -541,6 +571,7 @@ export const connectionMachine = setup({
       initial: 'arriving',
       on: {
         'link.rtt': {},
+        'link.health': {},
         disconnect: {
           target: 'closed',
           actions: assign(({ event }) => ({ reason: event.reason, final: true })),

@@ -5,9 +5,13 @@
  * the session and the ping subscription.
  */
 import type { Duplex } from 'node:stream';
-import type { SchedulerLike } from 'rxjs';
+import { map, share, switchMap } from 'rxjs';
+import type { Observable, SchedulerLike } from 'rxjs';
 import { fromCallback } from 'xstate';
 import type { Clock } from '../streams/clock.js';
+import { healthSamples } from '../streams/health.js';
+import type { HealthOptions } from '../streams/health.js';
+import { criticalFor, degradedVerdicts } from '../streams/hysteresis.js';
 import { inactivity } from '../streams/inactivity.js';
 import { pingSamples } from '../streams/ping.js';
 import type { DisconnectReason } from '../transport/disconnect-reason.js';
@@ -22,7 +26,19 @@ import {
 import { establishLink } from '../transport/link.js';
 import type { Link, LocalIdentity } from '../transport/link.js';
 import type { RawConnection, Transport } from '../transport/transport.js';
-import type { LinkCommand, LinkEvent, LinkInput } from './connection.js';
+import type { ConnectionCommand, LinkCommand, LinkEvent, LinkInput } from './connection.js';
+
+/** How the link judges its health (issue 5 items 1–2). */
+export interface HealthSettings {
+  readonly options: Partial<HealthOptions>;
+  /** Consecutive Poor-or-worse samples that make Connected → Degraded, and Good-or-better back (k). */
+  readonly degradedAfter: number;
+  /** A link Critical for this many ms is replaced. */
+  readonly criticalLimitMs: number;
+}
+
+/** Defaults: k = 3 samples (30 s at the default ping interval), replaced after 60 s Critical (peerwarden's choice). */
+export const DEFAULT_HEALTH_SETTINGS: HealthSettings = { options: {}, degradedAfter: 3, criticalLimitMs: 60_000 };
 
 /** Live links by connection ID, so the supervisor can open streams on them. */
 export type LinkRegistry = Map<string, Link>;
@@ -34,9 +50,14 @@ export interface LinkActorDependencies {
   readonly scheduler: SchedulerLike;
   /** The injected clock, for the transport's own timers (the yamux violation linger). */
   readonly clock: Clock;
-  /** Ping every `pingIntervalMs` ms; a ping unanswered for `pingTimeoutMs` ms is lost. */
-  readonly pingIntervalMs: number;
+  /**
+   * Ping every `pingIntervalMs` ms (the latest value; it changes e.g. when the app goes to the
+   * background, and each change restarts the schedule); a ping unanswered for `pingTimeoutMs` ms is lost.
+   */
+  readonly pingIntervalMs: Observable<number>;
   readonly pingTimeoutMs: number;
+  /** Health scoring (DESIGN §4): score options, the streak length k of the Degraded hysteresis, and how long Critical may last. */
+  readonly health: HealthSettings;
   /** Nothing received for this many ms ends the connection (`link.inactive`). */
   readonly inactivityTimeoutMs: number;
   /** Dials outbound connections (TCP in production, the memory network in specs). */
@@ -77,7 +98,8 @@ export function createLinkActor(deps: LinkActorDependencies) {
     let closing = false;
     let pings: { unsubscribe(): void } | undefined;
     let silence: { unsubscribe(): void } | undefined;
-    const send = (event: LinkEvent): void => {
+    let health: { unsubscribe(): void }[] = [];
+    const send = (event: LinkEvent | ConnectionCommand): void => {
       if (!stopped) sendBack(event);
     };
     const fail = (error: unknown): void => {
@@ -133,11 +155,33 @@ export function createLinkActor(deps: LinkActorDependencies) {
         timeoutMs: deps.inactivityTimeoutMs,
         scheduler: deps.scheduler,
       }).subscribe(() => send({ type: 'link.inactive' }));
-      pings = pingSamples(() => established.ping(), {
-        intervalMs: deps.pingIntervalMs,
-        timeoutMs: deps.pingTimeoutMs,
-        scheduler: deps.scheduler,
-      }).subscribe({
+      const samples = deps.pingIntervalMs.pipe(
+        switchMap((intervalMs) =>
+          pingSamples(() => established.ping(), {
+            intervalMs,
+            timeoutMs: deps.pingTimeoutMs,
+            scheduler: deps.scheduler,
+          }),
+        ),
+        share(),
+      );
+      const scored = healthSamples(samples, () => established.appBytes, deps.scheduler, deps.health.options).pipe(share());
+      const categories = scored.pipe(map((sample) => sample.category));
+      health = [
+        scored.subscribe({
+          next: (sample) => send({ type: 'link.health', score: sample.score, category: sample.category }),
+          error: () => undefined,
+        }),
+        categories.pipe(degradedVerdicts(deps.health.degradedAfter)).subscribe({
+          next: (verdict) => send({ type: verdict === 'poor' ? 'health.poor' : 'health.good' }),
+          error: () => undefined,
+        }),
+        categories.pipe(criticalFor(deps.health.criticalLimitMs, deps.scheduler)).subscribe({
+          next: () => send({ type: 'health.critical' }),
+          error: () => undefined,
+        }),
+      ];
+      pings = samples.subscribe({
         next: (sample) =>
           send(sample.kind === 'rtt' ? { type: 'link.rtt', rttMs: sample.rttMs } : { type: 'link.pingLost' }),
         error: (error: unknown) => {
@@ -152,6 +196,7 @@ export function createLinkActor(deps: LinkActorDependencies) {
       closing = true;
       pings?.unsubscribe();
       silence?.unsubscribe();
+      for (const subscription of health.splice(0)) subscription.unsubscribe();
       if (!link) {
         send({ type: 'link.closed' });
         return;
@@ -167,6 +212,7 @@ export function createLinkActor(deps: LinkActorDependencies) {
       abort.abort(new ConnectionClosed('link stopped'));
       pings?.unsubscribe();
       silence?.unsubscribe();
+      for (const subscription of health.splice(0)) subscription.unsubscribe();
       deps.links.delete(input.connectionId);
       link?.destroy();
       raw?.stream.destroy();

@@ -36,6 +36,7 @@ const EXAMPLES: Record<string, ConnectionEvent[]> = {
   'resources.available': [{ type: 'resources.available' }],
   'resources.wait': [{ type: 'resources.wait' }],
   'health.critical': [{ type: 'health.critical' }],
+  'link.health': [{ type: 'link.health', score: 0.9, category: 'Excellent' }],
   'network.offline': [{ type: 'network.offline' }],
   'network.online': [{ type: 'network.online' }],
   'peer.returned': [{ type: 'peer.returned' }],
@@ -105,6 +106,7 @@ describe('connection machine paths (xstate/graph)', () => {
             rtt: snapshot.context.rttMs !== null,
             identified: snapshot.context.peerId !== null,
             offline: snapshot.context.offline,
+            health: snapshot.context.healthCategory,
           }),
       };
       // States: each one has a shortest path to it from the initial state.

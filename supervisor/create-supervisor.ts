@@ -3,12 +3,18 @@
  * and yamux, with one injected clock for XState delays and RxJS schedulers (DESIGN §7).
  */
 import type { Duplex } from 'node:stream';
-import { BehaviorSubject, Subject, distinctUntilChanged, interval, map } from 'rxjs';
-import type { Observable, Subscription } from 'rxjs';
+import { BehaviorSubject, EMPTY, Observable, Subject, distinctUntilChanged, interval, map, merge, share, switchMap, takeUntil } from 'rxjs';
+import type { Subscription } from 'rxjs';
 import { createActor } from 'xstate';
 import type { InspectionEvent, Observer } from 'xstate';
-import { createLinkActor } from '../machines/link-actor.js';
+import { createLinkActor, DEFAULT_HEALTH_SETTINGS } from '../machines/link-actor.js';
 import type { LinkRegistry } from '../machines/link-actor.js';
+import { DEFAULT_BATCH_OPTIONS } from '../streams/batch.js';
+import type { BatchOptions } from '../streams/batch.js';
+import type { HealthOptions } from '../streams/health.js';
+import { LatencyWindow, RateMeter, sampleEvery } from '../streams/metrics.js';
+import type { OutboxLimits } from '../streams/outbox.js';
+import { renderPrometheus } from '../streams/prometheus.js';
 import {
   DEFAULT_CONNECTION_POLICIES,
   DEFAULT_TIMEOUTS,
@@ -44,17 +50,37 @@ import type { BanListing, BanTarget } from './bans.js';
 import { ConnectionFailed, PeerAddressUnknown, SupervisorStopped, refusalError } from './errors.js';
 import { DEFAULT_EVICTION_OPTIONS } from './eviction.js';
 import type { EvictionOptions } from './eviction.js';
+import { Messenger, MESSAGES_PROTOCOL } from './messaging.js';
+import type { PeerMessage, PeerReach, UndeliveredMessages } from './messaging.js';
+import { metricFamilies } from './metric-families.js';
 import { peerScore } from './peer-score.js';
+import { pickReplacement } from './replacement.js';
 import { PeerStore } from './peer-store.js';
 import type { PeerStoreProblem } from './peer-store.js';
 import { DEFAULT_REAPER_INTERVAL_MS, DEFAULT_REAPER_SETTINGS } from './reaper.js';
 import type { LinkUsage } from './reaper.js';
 import { metricsOf, peerStatusOf, sameStatus, toInfo } from './status.js';
-import type { ConnectionInfo, PeerStatus, SupervisorMetrics } from './status.js';
+import type { ConnectionInfo, NodeMetrics, PeerStatus } from './status.js';
 import { withSupervisorClock } from './supervisor-machine.js';
 import type { ConnectionRecord, SupervisorActor, SupervisorConfig, SupervisorEmitted } from './supervisor-machine.js';
 
-export type { ConnectionInfo, PeerState, PeerStatus, SupervisorMetrics } from './status.js';
+export type { ConnectionInfo, NodeMetrics, PeerState, PeerStatus, SupervisorMetrics } from './status.js';
+export type { PeerMessage, UndeliveredMessages } from './messaging.js';
+
+/**
+ * An event of the app's life that the supervisor acts on (issue 5 item 7, DESIGN §4):
+ * - `offline`: pause dialing and backoff timers (failures meanwhile do not count);
+ * - `online`: redial persistent peers at once;
+ * - `background`: stretch the ping interval by `backgroundPingFactor` and close temporary connections;
+ * - `foreground`: the normal ping interval again;
+ * - `peerDiscovered`: dial `address` (temporary) while outbound connections are below `targetOutbound`.
+ */
+export type AppEvent =
+  | { readonly type: 'online' }
+  | { readonly type: 'offline' }
+  | { readonly type: 'foreground' }
+  | { readonly type: 'background' }
+  | { readonly type: 'peerDiscovered'; readonly address: string };
 
 /** Options of {@link createSupervisor}. Every field is optional; defaults follow DESIGN §6. */
 export interface SupervisorOptions {
@@ -110,6 +136,26 @@ export interface SupervisorOptions {
   readonly peerStore?: { readonly path?: string; readonly maxPeers?: number };
   /** Wall-clock time in ms since the epoch, for what the peer store keeps across restarts; `Date.now` by default. */
   readonly wallClock?: () => number;
+  /**
+   * Health scoring (DESIGN §4): latency scale (50 / 1 000 ms), reliability window (10 pings),
+   * bandwidth window (10 000 ms) and reference (1 MiB/s); `degradedAfter` k = 3 consecutive
+   * samples for Connected ⇄ Degraded; a link Critical for `criticalLimitMs` (60 000) is replaced.
+   */
+  readonly health?: Partial<HealthOptions> & { readonly degradedAfter?: number; readonly criticalLimitMs?: number };
+  /** Message batches (DESIGN §6): flush at `maxBatch` (128) messages or after `maxDelayMs` (50). */
+  readonly batch?: Partial<BatchOptions>;
+  /** Per-peer outbox while a persistent peer is away: 1 024 messages, 8 MiB. */
+  readonly outbox?: Partial<OutboxLimits>;
+  /** The app's event streams (see {@link AppEvent}); subscribed on `start()`, unsubscribed on `stop()`. */
+  readonly appEvents?: Observable<AppEvent> | readonly Observable<AppEvent>[];
+  /** In the background the ping interval is multiplied by this (default 6: 10 s → 60 s). */
+  readonly backgroundPingFactor?: number;
+  /** `peerDiscovered` dials while fewer outbound connections than this hold a slot (default `maxOutbound`). */
+  readonly targetOutbound?: number;
+  /** `metrics$` emits every this many ms (default 1 000); messages/s are over the last 10 s. */
+  readonly metricsIntervalMs?: number;
+  /** Heap and RSS in bytes for the metrics; `process.memoryUsage()` by default. */
+  readonly memoryUsage?: () => { readonly heapUsed: number; readonly rss: number };
 }
 
 /** A lifecycle transition of one connection, as published on `events$` (times in ms of the injected clock). */
@@ -220,8 +266,29 @@ export interface Supervisor {
   connections(): ConnectionInfo[];
   /** The status of `peerId` now, then on every change; completes on `stop()`. */
   status$(peerId: string): Observable<PeerStatus>;
-  /** Counts by state and direction, limits, dials, handshakes, ends by reason, refusals, evictions, bans. */
-  getMetrics(): SupervisorMetrics;
+  /**
+   * Counts by state and direction, limits, dials, handshakes, ends by reason, refusals,
+   * evictions, bans, messages per second in and out, RTT average and p99 (ms), heap and RSS (bytes).
+   * @throws SupervisorStopped before `start()`.
+   */
+  getMetrics(): NodeMetrics;
+  /** {@link Supervisor.getMetrics} every `metricsIntervalMs`, from `start()`; completes on `stop()`. */
+  readonly metrics$: Observable<NodeMetrics>;
+  /** The metrics in the Prometheus text exposition format 0.0.4 (serve with `PROMETHEUS_CONTENT_TYPE`). */
+  prometheus(): string;
+  /**
+   * Queues `message` for `peerId`; it goes out in a batch (128 messages or 50 ms) on the peer's
+   * message stream, in order. For a persistent peer that is away (Backoff, dialing), it waits in
+   * a bounded outbox and goes out on reconnect.
+   * @throws PeerAddressUnknown when the peer has no connection that is up or coming back;
+   *   OutboxFull when its outbox (or its unsent stream bytes) is at its bound; RangeError over
+   *   1 MiB; SupervisorStopped.
+   */
+  send(peerId: string, message: Uint8Array): void;
+  /** Messages received, `{ peerId, message }`, in order per peer; completes on `stop()`. */
+  readonly messages$: Observable<PeerMessage>;
+  /** Messages `send` accepted that could not be delivered (the link went and the peer will not come back). */
+  readonly undelivered$: Observable<UndeliveredMessages>;
   /** The peer store (in memory; saved to its path if one was given). */
   readonly peerStore: PeerStore;
 }
@@ -253,8 +320,24 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
     violationBan: options.violationBan ?? DEFAULT_VIOLATION_BAN,
   };
   const reaperIntervalMs = options.reaperIntervalMs ?? DEFAULT_REAPER_INTERVAL_MS;
+  const metricsIntervalMs = options.metricsIntervalMs ?? 1_000;
   const storePath = options.peerStore?.path;
   const storeBounds = options.peerStore?.maxPeers === undefined ? {} : { maxPeers: options.peerStore.maxPeers };
+
+  const healthSettings = {
+    options: options.health ?? {},
+    degradedAfter: options.health?.degradedAfter ?? DEFAULT_HEALTH_SETTINGS.degradedAfter,
+    criticalLimitMs: options.health?.criticalLimitMs ?? DEFAULT_HEALTH_SETTINGS.criticalLimitMs,
+  };
+  const pingInterval = new BehaviorSubject<number>(pingIntervalMs);
+  const backgroundPingFactor = options.backgroundPingFactor ?? 6;
+  const targetOutbound = options.targetOutbound ?? config.limits.maxOutbound;
+  const memoryUsage = options.memoryUsage ?? (() => process.memoryUsage());
+  const messagesIn = new RateMeter(10_000, () => clock.now());
+  const messagesOut = new RateMeter(10_000, () => clock.now());
+  const latencies = new LatencyWindow(1024);
+  const stopped$ = new Subject<void>();
+  let appSubscription: Subscription | undefined;
 
   const links: LinkRegistry = new Map();
   const parked = new Map<string, RawConnection>();
@@ -293,6 +376,8 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
   const publish = (report: ConnectionReport): void => {
     if (report.type === 'connection.transition') {
       recordInStore(report);
+      if (report.to === 'connected' && report.peerId !== null) messenger.linkUp(report.peerId);
+      if (report.to === 'disconnecting' && report.replaced && report.kind !== 'persistent') dialReplacement(report.peerId);
       events.next({
         t: clock.now(),
         connectionId: report.connectionId,
@@ -308,6 +393,7 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
         rttMs: report.rttMs,
       });
     } else if (report.type === 'connection.rtt') {
+      latencies.add(report.rttMs);
       rtts.next({ t: clock.now(), connectionId: report.connectionId, peerId: report.peerId, rttMs: report.rttMs });
     }
   };
@@ -374,6 +460,77 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
     return usage;
   };
 
+  /** Where a peer stands for sending: a live link, away but coming back (persistent), or neither. */
+  const reach = (peer: string): PeerReach => {
+    const record = recordFor(peer);
+    if (!record) return { kind: 'none' };
+    const link = links.get(record.connectionId);
+    if ((record.state === 'connected' || record.state === 'degraded') && link && !link.closed) {
+      return { kind: 'live', connectionId: record.connectionId, link };
+    }
+    const comesBack = record.kind === 'persistent' && ['backoff', 'connecting', 'handshaking', 'disconnecting'].includes(record.state);
+    return comesBack ? { kind: 'waiting' } : { kind: 'none' };
+  };
+  const messenger = new Messenger({
+    scheduler,
+    batch: { ...DEFAULT_BATCH_OPTIONS, ...options.batch },
+    outbox: options.outbox ?? {},
+    reach,
+  });
+  const received = messenger.messages$.pipe(share());
+  received.subscribe(() => messagesIn.mark());
+
+  /** A temporary connection replaced for Critical health: another known peer takes its place (issue 5 item 2). */
+  const dialReplacement = (replacedPeer: string | null): void => {
+    const context = actor?.getSnapshot().context;
+    if (!context || !running) return;
+    const address = pickReplacement(store.list(), (candidate, candidateAddress) => {
+      if (candidate === replacedPeer || candidate === peerId) return true;
+      if (context.byPeer[candidate] !== undefined || context.byAddress[candidateAddress] !== undefined) return true;
+      return findBan(context.bans, { peerId: candidate }, clock.now()) !== undefined;
+    });
+    if (address !== undefined) supervisor.connect(address, { kind: 'temporary' }).catch(() => undefined);
+  };
+
+  const nodeMetrics = (): NodeMetrics => {
+    const context = actor?.getSnapshot().context;
+    if (!context) throw new SupervisorStopped();
+    const memory = memoryUsage();
+    return {
+      ...metricsOf(context, clock.now()),
+      messagesInPerSecond: messagesIn.perSecond(),
+      messagesOutPerSecond: messagesOut.perSecond(),
+      latencyAvgMs: latencies.average(),
+      latencyP99Ms: latencies.p99(),
+      heapUsedBytes: memory.heapUsed,
+      rssBytes: memory.rss,
+    };
+  };
+
+  /** Acts on one app event (see {@link AppEvent}). */
+  const onAppEvent = (event: AppEvent): void => {
+    const current = actor;
+    if (!current || !running) return;
+    switch (event.type) {
+      case 'offline':
+      case 'online':
+        current.send({ type: `network.${event.type}` });
+        return;
+      case 'background':
+        pingInterval.next(pingIntervalMs * backgroundPingFactor);
+        current.send({ type: 'closeTemporary', reason: 'Normal' });
+        return;
+      case 'foreground':
+        pingInterval.next(pingIntervalMs);
+        return;
+      case 'peerDiscovered':
+        if (current.getSnapshot().context.offline) return;
+        if (metricsOf(current.getSnapshot().context, clock.now()).slots.outbound >= targetOutbound) return;
+        supervisor.connect(event.address, { kind: 'temporary' }).catch(() => undefined);
+        return;
+    }
+  };
+
   const supervisor: Supervisor = {
     peerId,
     get listenAddress() {
@@ -388,6 +545,19 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
     },
     events$: events.asObservable(),
     rtt$: rtts.asObservable(),
+    messages$: received,
+    undelivered$: messenger.undelivered$,
+    metrics$: new Observable<NodeMetrics>((subscriber) =>
+      changes
+        .pipe(
+          // One sampler per subscriber, from start() (changes replays once the actor runs) to stop().
+          map(() => running),
+          distinctUntilChanged(),
+          switchMap((isRunning) => (isRunning ? sampleEvery(metricsIntervalMs, nodeMetrics, scheduler) : EMPTY)),
+          takeUntil(stopped$),
+        )
+        .subscribe(subscriber),
+    ),
 
     async start() {
       if (running) return {};
@@ -419,8 +589,9 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
         transport,
         scheduler,
         clock,
-        pingIntervalMs,
+        pingIntervalMs: pingInterval,
         pingTimeoutMs,
+        health: healthSettings,
         inactivityTimeoutMs: options.inactivityTimeoutMs ?? 60_000,
         links,
         trackConnection,
@@ -465,6 +636,12 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
       });
       running = true;
       actor.start();
+      handlers.set(MESSAGES_PROTOCOL, (stream, context) => messenger.receive(context.peerId, stream));
+      if (options.appEvents !== undefined) {
+        const given = options.appEvents;
+        const sources: readonly Observable<AppEvent>[] = isObservableList(given) ? given : [given];
+        appSubscription = merge(...sources).subscribe({ next: onAppEvent, error: () => undefined });
+      }
       reaper = interval(reaperIntervalMs, scheduler).subscribe(() => {
         actor?.send({ type: 'reaper.tick', usage: linkUsage() });
         void saveStore();
@@ -495,6 +672,10 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
       const current = actor;
       reaper?.unsubscribe();
       reaper = undefined;
+      appSubscription?.unsubscribe();
+      appSubscription = undefined;
+      // A graceful close flushes first: pending batches go out before the goodbyes.
+      await messenger.flushAll();
       await listener?.close();
       listener = undefined;
       for (const connection of parked.values()) connection.stream.destroy();
@@ -520,6 +701,10 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
       );
       storeDirty = storeDirty || storePath !== undefined;
       await saveStore();
+      messenger.close();
+      stopped$.next();
+      stopped$.complete();
+      pingInterval.complete();
       events.complete();
       rtts.complete();
       changes.complete();
@@ -628,11 +813,19 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
         store.upsert(remotePeer, { kind: 'temporary' });
         storeDirty = true;
       }
-      current.send({ type: 'disconnect', peerId: remotePeer, reason: 'Normal' });
-      return waitUntil(
-        () => !Object.values(records()).some((record) => record.peerId === remotePeer),
-        timeouts.gracefulShutdownTimeoutMs + 100,
-      );
+      return messenger.flush(remotePeer).then(() => {
+        current.send({ type: 'disconnect', peerId: remotePeer, reason: 'Normal' });
+        return waitUntil(
+          () => !Object.values(records()).some((record) => record.peerId === remotePeer),
+          timeouts.gracefulShutdownTimeoutMs + 100,
+        );
+      });
+    },
+
+    send(remotePeer, message) {
+      requireActor();
+      messenger.send(remotePeer, message);
+      messagesOut.mark();
     },
 
     release(remotePeer) {
@@ -704,9 +897,11 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
     },
 
     getMetrics() {
-      const context = actor?.getSnapshot().context;
-      if (!context) throw new SupervisorStopped();
-      return metricsOf(context, clock.now());
+      return nodeMetrics();
+    },
+
+    prometheus() {
+      return renderPrometheus(metricFamilies(nodeMetrics()));
     },
   };
 
@@ -753,4 +948,8 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
   }
 
   return supervisor;
+}
+
+function isObservableList(value: Observable<AppEvent> | readonly Observable<AppEvent>[]): value is readonly Observable<AppEvent>[] {
+  return Array.isArray(value);
 }

@@ -3,6 +3,8 @@
  * status, and the supervisor's metrics. Pure functions of the supervisor's plain tables.
  */
 import type { ConnectionState } from '../machines/connection.js';
+import type { HealthCategory } from '../streams/health.js';
+import type { TrafficMetrics } from '../streams/metrics.js';
 import type { ConnectionKind, Direction } from '../streams/reconnect.js';
 import type { DisconnectReason } from '../transport/disconnect-reason.js';
 import type { AdmissionLimits } from './admission.js';
@@ -24,6 +26,9 @@ export interface ConnectionInfo {
   readonly attempt: number;
   /** Latest ping RTT, ms. */
   readonly rttMs: number | null;
+  /** Latest health score in [0, 1] and its category (Excellent … Critical); null until measured. */
+  readonly healthScore: number | null;
+  readonly healthCategory: HealthCategory | null;
   /** Times it came back to Connected after losing its link. */
   readonly reconnects: number;
   /** When it last reached Connected; null before. */
@@ -49,6 +54,8 @@ export function toInfo(record: ConnectionRecord): ConnectionInfo {
     reason: record.reason,
     attempt: record.attempt,
     rttMs: record.rttMs,
+    healthScore: record.healthScore,
+    healthCategory: record.healthCategory,
     reconnects: record.reconnects,
     connectedAtMs: record.connectedAtMs,
     lastActiveMs: record.lastActiveMs,
@@ -112,6 +119,7 @@ export function sameStatus(a: PeerStatus, b: PeerStatus): boolean {
     x.state === y.state &&
     x.kind === y.kind &&
     x.rttMs === y.rttMs &&
+    x.healthCategory === y.healthCategory &&
     x.attempt === y.attempt &&
     x.reason === y.reason &&
     x.releasedAtMs === y.releasedAtMs &&
@@ -142,6 +150,9 @@ export interface SupervisorMetrics {
   /** Bans in force by peer ID and by IP. */
   readonly activeBans: { readonly peerIds: number; readonly ips: number };
 }
+
+/** Everything `getMetrics()` gives: the supervisor's counts plus traffic, latency and memory (DESIGN §4). */
+export type NodeMetrics = SupervisorMetrics & TrafficMetrics;
 
 const STATES: readonly ConnectionState[] = [
   'connecting',

@@ -75,7 +75,12 @@ export type SupervisorCommand =
   /** Tag or untag the connection to `peerId` as protected. */
   | { type: 'protect'; peerId: string; protected: boolean }
   /** A reaper pass; `usage` is each live link's application use, by connection ID. */
-  | { type: 'reaper.tick'; usage: Record<string, LinkUsage> };
+  | { type: 'reaper.tick'; usage: Record<string, LinkUsage> }
+  /** The app's network went down (pause dialing and backoff timers) or came back (redial at once). */
+  | { type: 'network.offline' }
+  | { type: 'network.online' }
+  /** Close every temporary connection with `reason`, for good (e.g. the app went to the background). */
+  | { type: 'closeTemporary'; reason: DisconnectReason };
 
 /** Every event the supervisor actor accepts. */
 export type SupervisorEvent = SupervisorCommand | ConnectionReport;
@@ -155,6 +160,7 @@ class Draft {
         kind: record.kind,
         address: record.address,
         remoteAddress: record.remoteAddress,
+        offline: this.context.offline,
       },
     });
   }
@@ -459,12 +465,24 @@ function handle(draft: Draft, event: SupervisorEvent): void {
       return forPeer(draft, event.peerId, { protected: event.protected });
     case 'reaper.tick':
       return onReaperTick(draft, event);
+    case 'network.offline':
+    case 'network.online':
+      draft.context.offline = event.type === 'network.offline';
+      for (const id of Object.keys(draft.context.connections)) draft.send(id, { type: event.type });
+      return;
+    case 'closeTemporary':
+      for (const record of Object.values(draft.context.connections)) {
+        if (record.kind === 'temporary') draft.close(record.connectionId, event.reason);
+      }
+      return;
     case 'connection.transition':
       return onTransition(draft, event);
     case 'connection.identified':
       return onIdentified(draft, event);
     case 'connection.rtt':
       return draft.update(event.connectionId, { rttMs: event.rttMs });
+    case 'connection.health':
+      return draft.update(event.connectionId, { healthScore: event.score, healthCategory: event.category });
   }
 }
 
@@ -514,6 +532,7 @@ export const supervisorMachine = setup({
     bans: emptyBans(),
     violationsByIp: {},
     counters: zeroCounters(),
+    offline: false,
   }),
   on: {
     connect: { actions: ['stamp', 'apply'] },
@@ -525,9 +544,13 @@ export const supervisorMachine = setup({
     release: { actions: ['stamp', 'apply'] },
     protect: { actions: ['stamp', 'apply'] },
     'reaper.tick': { actions: ['stamp', 'apply'] },
+    'network.offline': { actions: ['stamp', 'apply'] },
+    'network.online': { actions: ['stamp', 'apply'] },
+    closeTemporary: { actions: ['stamp', 'apply'] },
     'connection.transition': { actions: ['stamp', 'apply', { type: 'publish', params: ({ event }) => event }] },
     'connection.identified': { actions: ['stamp', 'apply'] },
     'connection.rtt': { actions: ['apply', { type: 'publish', params: ({ event }) => event }] },
+    'connection.health': { actions: ['apply', { type: 'publish', params: ({ event }) => event }] },
   },
 });
 

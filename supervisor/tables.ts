@@ -4,6 +4,7 @@
  * inspector shows; sockets and links live in the connection actors.
  */
 import type { ConnectionState } from '../machines/connection.js';
+import type { HealthCategory } from '../streams/health.js';
 import type { ConnectionKind, Direction, ViolationBanRule } from '../streams/reconnect.js';
 import type { DisconnectReason } from '../transport/disconnect-reason.js';
 import { countConnections } from './admission.js';
@@ -26,6 +27,9 @@ export interface ConnectionRecord {
   attempt: number;
   nextDelayMs: number | null;
   rttMs: number | null;
+  /** Latest health score in [0, 1] and category (DESIGN §4); null until the first sample. */
+  healthScore: number | null;
+  healthCategory: HealthCategory | null;
   listenAddresses: string[];
   /** Times this connection came back to Connected after losing its link. */
   reconnects: number;
@@ -100,6 +104,8 @@ export interface SupervisorContext {
   /** Recent ProtocolViolation times (ms) by normalised IP, for the automatic ban. */
   violationsByIp: Record<string, number[]>;
   counters: SupervisorCounters;
+  /** The app said the network is down (`network.offline`): new dials wait in Backoff. */
+  offline: boolean;
 }
 
 /** A new record, as spawned at `nowMs`. */
@@ -123,6 +129,8 @@ export function newRecord(
     attempt: 0,
     nextDelayMs: null,
     rttMs: null,
+    healthScore: null,
+    healthCategory: null,
     listenAddresses: [],
     reconnects: 0,
     everConnected: false,

@@ -74,6 +74,10 @@ export class Link extends EventEmitter<LinkEvents> {
   private closingByUs = false;
   private openAppStreams = 0;
   private streamEvents = 0;
+  /** Application streams open now, for the byte count. */
+  private readonly appStreams = new Set<YamuxStream>();
+  /** Payload bytes both ways of the application streams already closed. */
+  private closedStreamBytes = 0;
   private readonly socket: Duplex;
 
   constructor(
@@ -186,10 +190,23 @@ export class Link extends EventEmitter<LinkEvents> {
   private track(stream: YamuxStream): void {
     this.openAppStreams++;
     this.streamEvents++;
+    this.appStreams.add(stream);
     stream.once('close', () => {
       this.openAppStreams--;
       this.streamEvents++;
+      this.appStreams.delete(stream);
+      this.closedStreamBytes += stream.bytesReceived + stream.bytesSent;
     });
+  }
+
+  /**
+   * Application payload bytes moved both ways so far (stream data, not control traffic nor
+   * framing): the health pipeline's bandwidth counter. O(open application streams).
+   */
+  get appBytes(): number {
+    let total = this.closedStreamBytes;
+    for (const stream of this.appStreams) total += stream.bytesReceived + stream.bytesSent;
+    return total;
   }
 
   private end(error: Error | undefined): void {

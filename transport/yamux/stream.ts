@@ -86,6 +86,8 @@ export class YamuxStream extends Duplex {
   /** Received data not yet handed to Node's readable buffer. */
   private readonly queue: Buffer[] = [];
   private queuedBytes = 0;
+  private bytesReceivedTotal = 0;
+  private bytesSentTotal = 0;
   /** Node asked for data (`_read`) and has not been given any since. */
   private wantRead = false;
   private delivering = false;
@@ -127,6 +129,16 @@ export class YamuxStream extends Duplex {
   /** Bytes the peer may still send before we grant more. */
   get receiveWindow(): number {
     return this.recvWindow;
+  }
+
+  /** Payload bytes received on this stream so far (Data frame bodies). */
+  get bytesReceived(): number {
+    return this.bytesReceivedTotal;
+  }
+
+  /** Payload bytes sent on this stream so far (handed to the connection). */
+  get bytesSent(): number {
+    return this.bytesSentTotal;
   }
 
   /** Received bytes the application has not read yet: our queue plus Node's readable buffer. */
@@ -193,6 +205,7 @@ export class YamuxStream extends Duplex {
     if (payload.length === 0 || this.released) return;
     this.checkIncomingData(payload.length);
     this.recvWindow -= payload.length;
+    this.bytesReceivedTotal += payload.length;
     this.queue.push(payload);
     this.queuedBytes += payload.length;
     this.deliver();
@@ -263,6 +276,7 @@ export class YamuxStream extends Duplex {
     const payload = pending.chunk.subarray(pending.offset, pending.offset + size);
     pending.offset += size;
     this.sendWindowBytes -= size;
+    this.bytesSentTotal += size;
     this.host.sendData(this.id, payload);
     if (pending.offset === pending.chunk.length) {
       this.pending = undefined;
