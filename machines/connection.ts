@@ -116,6 +116,11 @@ export type LinkEvent =
   | { type: 'link.rtt'; rttMs: number }
   /** A health sample (DESIGN §4): overall score in [0, 1] and its category; null until known. */
   | { type: 'link.health'; score: number | null; category: HealthCategory | null }
+  /**
+   * A ping went unanswered for `pingTimeout` and nothing at all was received since it went out:
+   * the path is dead (ends with Timeout). A lost ping while other bytes arrive only lowers the
+   * reliability score.
+   */
   | { type: 'link.pingLost' }
   /** Nothing was received for `inactivityTimeout` (a half-open connection looks exactly like this). */
   | { type: 'link.inactive' }

@@ -155,9 +155,16 @@ export function createLinkActor(deps: LinkActorDependencies) {
         timeoutMs: deps.inactivityTimeoutMs,
         scheduler: deps.scheduler,
       }).subscribe(() => send({ type: 'link.inactive' }));
+      // Bytes received when the latest ping went out: a lost ping with nothing received since
+      // means the path is dead; with other bytes still arriving, it only costs reliability.
+      let receivedAtPing = established.bytesRead;
+      const ping = (): Promise<void> => {
+        receivedAtPing = established.bytesRead;
+        return established.ping();
+      };
       const samples = deps.pingIntervalMs.pipe(
         switchMap((intervalMs) =>
-          pingSamples(() => established.ping(), {
+          pingSamples(ping, {
             intervalMs,
             timeoutMs: deps.pingTimeoutMs,
             scheduler: deps.scheduler,
@@ -165,7 +172,10 @@ export function createLinkActor(deps: LinkActorDependencies) {
         ),
         share(),
       );
-      const scored = healthSamples(samples, () => established.appBytes, deps.scheduler, deps.health.options).pipe(share());
+      const scored = healthSamples(samples, () => established.appBytes, deps.scheduler, {
+        lostPingRttMs: deps.pingTimeoutMs,
+        ...deps.health.options,
+      }).pipe(share());
       const categories = scored.pipe(map((sample) => sample.category));
       health = [
         scored.subscribe({
@@ -182,8 +192,10 @@ export function createLinkActor(deps: LinkActorDependencies) {
         }),
       ];
       pings = samples.subscribe({
-        next: (sample) =>
-          send(sample.kind === 'rtt' ? { type: 'link.rtt', rttMs: sample.rttMs } : { type: 'link.pingLost' }),
+        next: (sample) => {
+          if (sample.kind === 'rtt') send({ type: 'link.rtt', rttMs: sample.rttMs });
+          else if (established.bytesRead === receivedAtPing) send({ type: 'link.pingLost' });
+        },
         error: (error: unknown) => {
           if (!closing) fail(error);
         },

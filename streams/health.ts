@@ -137,14 +137,20 @@ export interface HealthOptions {
    * link's sustained rate; a peer connection moving that much is fully in use.
    */
   readonly referenceBytesPerSecond: number;
+  /**
+   * RTT a lost ping counts as for the latency score, ms; `null` keeps the previous score. The
+   * link passes its ping timeout: a ping lost after `pingTimeout` took at least that long.
+   */
+  readonly lostPingRttMs: number | null;
 }
 
-/** Defaults of {@link HealthOptions}: 50/1000 ms, 10 pings, 10 s, 1 MiB/s. */
+/** Defaults of {@link HealthOptions}: 50/1000 ms, 10 pings, 10 s, 1 MiB/s, a loss keeps the latency score. */
 export const DEFAULT_HEALTH_OPTIONS: HealthOptions = {
   latency: DEFAULT_LATENCY_SCALE,
   reliabilityWindow: 10,
   bandwidthWindowMs: 10_000,
   referenceBytesPerSecond: 1_048_576,
+  lostPingRttMs: null,
 };
 
 /** One health reading, taken at a ping outcome. Scores are unitless in [0,1]; `null` is unknown. */
@@ -177,13 +183,17 @@ function resolveOptions(options: Partial<HealthOptions> | undefined): HealthOpti
   if (!Number.isFinite(resolved.referenceBytesPerSecond) || resolved.referenceBytesPerSecond <= 0) {
     throw new RangeError(`referenceBytesPerSecond must be finite and > 0, got ${resolved.referenceBytesPerSecond}`);
   }
+  if (resolved.lostPingRttMs !== null && !(resolved.lostPingRttMs >= 0)) {
+    throw new RangeError(`lostPingRttMs must be null or >= 0, got ${resolved.lostPingRttMs}`);
+  }
   return resolved;
 }
 
 /**
  * One {@link HealthSample} per ping outcome.
  *
- * - latency: {@link latencyScore} of the latest RTT (`null` until one arrives).
+ * - latency: {@link latencyScore} of the latest RTT (`null` until one arrives); a lost ping
+ *   counts as `lostPingRttMs` when set, else keeps the previous score.
  * - reliability: {@link reliabilityScore} over the last `reliabilityWindow` outcomes.
  * - bandwidth: `bytes()` is read when subscribing and at each outcome, and (time, count) pairs are
  *   kept for the window. Throughput = bytes moved since the baseline × 1000 / max(window, span) in
@@ -210,7 +220,7 @@ export function healthSamples(
   scheduler: SchedulerLike,
   options?: Partial<HealthOptions>,
 ): Observable<HealthSample> {
-  const { latency: scale, reliabilityWindow, bandwidthWindowMs, referenceBytesPerSecond } = resolveOptions(options);
+  const { latency: scale, reliabilityWindow, bandwidthWindowMs, referenceBytesPerSecond, lostPingRttMs } = resolveOptions(options);
   return defer(() => {
     const outcomes: boolean[] = []; // answered?, oldest first, at most reliabilityWindow
     let answered = 0;
@@ -223,6 +233,7 @@ export function healthSamples(
         const atMs = scheduler.now();
         const rttMs = ping.kind === 'rtt' ? ping.rttMs : null;
         if (rttMs !== null) latestLatency = latencyScore(rttMs, scale);
+        else if (lostPingRttMs !== null) latestLatency = latencyScore(lostPingRttMs, scale);
 
         outcomes.push(rttMs !== null);
         if (rttMs !== null) answered++;
