@@ -171,7 +171,7 @@ async function collectSummaries(): Promise<void> {
 
 function printSummary(): boolean {
   let ok = true;
-  const rows: string[][] = [['node', 'peer', 'state', 'rtt ms', 'reconnects', 'recovered via backoff']];
+  const rows: string[][] = [['node', 'peer', 'state', 'rtt ms', 'health', 'reconnects', 'recovered via backoff']];
   for (const node of nodes) {
     for (const peer of nodes) {
       if (peer === node) continue;
@@ -186,6 +186,7 @@ function printSummary(): boolean {
         peer.name,
         state,
         row?.rttMs == null ? '-' : row.rttMs.toFixed(3),
+        row?.healthScore == null ? '-' : `${row.healthScore.toFixed(2)} ${row.healthCategory ?? ''}`,
         String(recovery?.reconnects ?? 0),
         mustRecover ? (recovered ? 'yes' : 'NO') : '',
       ]);
@@ -193,7 +194,8 @@ function printSummary(): boolean {
   }
   if (values.json) {
     for (const row of rows.slice(1)) {
-      const [node, peer, state, rtt, reconnects, recovered] = row;
+      const [node, peer, state, rtt, health, reconnects, recovered] = row;
+      const [score, category] = health === undefined || health === '-' ? [] : health.split(' ');
       console.log(
         JSON.stringify({
           summary: true,
@@ -201,6 +203,8 @@ function printSummary(): boolean {
           peer,
           state,
           rttMs: rtt === '-' ? null : Number(rtt),
+          healthScore: score === undefined ? null : Number(score),
+          healthCategory: category ?? null,
           reconnects: Number(reconnects),
           ...(recovered ? { recoveredViaBackoff: recovered === 'yes' } : {}),
         }),

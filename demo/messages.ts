@@ -7,6 +7,9 @@ export interface SummaryRow {
   readonly peerId: string;
   readonly state: string;
   readonly rttMs: number | null;
+  /** Health score in [0, 1] and its category (Excellent … Critical); null before the first sample. */
+  readonly healthScore: number | null;
+  readonly healthCategory: string | null;
 }
 
 /** From a node process to the parent. */

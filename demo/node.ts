@@ -52,7 +52,13 @@ process.on('message', (raw) => {
       rows: supervisor
         .connections()
         .filter((info) => info.peerId !== null)
-        .map((info) => ({ peerId: info.peerId as string, state: info.state, rttMs: info.rttMs })),
+        .map((info) => ({
+          peerId: info.peerId as string,
+          state: info.state,
+          rttMs: info.rttMs,
+          healthScore: info.healthScore,
+          healthCategory: info.healthCategory,
+        })),
     });
   } else if (message.type === 'stop') {
     void supervisor.stop().then(() => process.disconnect());
