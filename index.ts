@@ -6,10 +6,14 @@
  */
 export { createSupervisor } from './supervisor/create-supervisor.js';
 export type {
+  AppEvent,
   ConnectionInfo,
   ConnectionTransition,
+  NodeMetrics,
+  PeerMessage,
   PeerState,
   PeerStatus,
+  UndeliveredMessages,
   RttSample,
   StreamContext,
   Supervisor,
@@ -47,6 +51,12 @@ export type { BanEntry, BanList, BanListing, BanTarget } from './supervisor/bans
 export { DEFAULT_REAPER_INTERVAL_MS, DEFAULT_REAPER_SETTINGS, reap } from './supervisor/reaper.js';
 export type { LinkUsage, ReaperSettings, ReaperVerdict } from './supervisor/reaper.js';
 export { PeerStore } from './supervisor/peer-store.js';
+export { peerScore } from './supervisor/peer-score.js';
+export { pickReplacement } from './supervisor/replacement.js';
+export { MESSAGES_PROTOCOL } from './supervisor/messaging.js';
+export { metricFamilies } from './supervisor/metric-families.js';
+export { DEFAULT_HEALTH_SETTINGS } from './machines/link-actor.js';
+export type { HealthSettings } from './machines/link-actor.js';
 export type { PeerRecord, PeerStoreProblem } from './supervisor/peer-store.js';
 
 export {
@@ -73,6 +83,26 @@ export { createLinkActor, reasonForError } from './machines/link-actor.js';
 export { clockScheduler, systemClock, VirtualClock } from './streams/clock.js';
 export type { Clock, TimerHandle } from './streams/clock.js';
 export { pingSamples } from './streams/ping.js';
+export {
+  bandwidthScore,
+  categorize,
+  DEFAULT_HEALTH_OPTIONS,
+  healthSamples,
+  latencyScore,
+  overallScore,
+  reliabilityScore,
+} from './streams/health.js';
+export type { HealthCategory, HealthOptions, HealthSample, LatencyScale } from './streams/health.js';
+export { criticalFor, degradedVerdicts } from './streams/hysteresis.js';
+export type { DegradedVerdict } from './streams/hysteresis.js';
+export { batch, DEFAULT_BATCH_OPTIONS } from './streams/batch.js';
+export type { BatchOptions } from './streams/batch.js';
+export { DEFAULT_OUTBOX_LIMITS, Outbox, OutboxFull } from './streams/outbox.js';
+export type { OutboxLimits } from './streams/outbox.js';
+export { LatencyWindow, RateMeter, sampleEvery } from './streams/metrics.js';
+export type { TrafficMetrics } from './streams/metrics.js';
+export { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from './streams/prometheus.js';
+export type { MetricFamily } from './streams/prometheus.js';
 export type { PingOptions, PingSample } from './streams/ping.js';
 export {
   DEFAULT_BACKOFF,
@@ -106,4 +136,6 @@ export { defaultCrypto, nodeCrypto, nodeCryptoAvailable } from './transport/nois
 export type { KeyPair, NoiseCrypto } from './transport/noise/crypto.js';
 export type { HandshakePayload } from './transport/handshake-payload.js';
 export { tcpTransport } from './transport/tcp.js';
+export { MemoryNetwork } from './transport/memory.js';
+export type { MemoryConnection, MemoryFault, MemoryNetworkOptions } from './transport/memory.js';
 export type { RawConnection, Transport, TransportListener } from './transport/transport.js';
