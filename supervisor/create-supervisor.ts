@@ -341,6 +341,8 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
 
   const links: LinkRegistry = new Map();
   const parked = new Map<string, RawConnection>();
+  /** Accepted connections not yet secured, oldest first (for the flood defence, see `reclaimable`). */
+  const pendingInbound = new Map<string, RawConnection>();
   const openStreams = new Set<Duplex>();
   /** Addresses that turned out to be this node: never dialed again. */
   const selfAddresses = new Set<string>();
@@ -375,6 +377,7 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
   };
   const publish = (report: ConnectionReport): void => {
     if (report.type === 'connection.transition') {
+      if (report.from === 'handshaking') pendingInbound.delete(report.connectionId);
       recordInStore(report);
       if (report.to === 'connected' && report.peerId !== null) messenger.linkUp(report.peerId);
       if (report.to === 'disconnecting' && report.replaced && report.kind !== 'persistent') dialReplacement(report.peerId);
@@ -676,7 +679,9 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
       appSubscription = undefined;
       // A graceful close flushes first: pending batches go out before the goodbyes.
       await messenger.flushAll();
-      await listener?.close();
+      // Stop accepting now; the listener is closed for good once its connections are gone (a TCP
+      // server's close waits for them, so awaiting it here would wait for peers that never hang up).
+      const listenerClosed = listener?.close();
       listener = undefined;
       for (const connection of parked.values()) connection.stream.destroy();
       parked.clear();
@@ -699,6 +704,7 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
             }),
         ),
       );
+      await listenerClosed;
       storeDirty = storeDirty || storePath !== undefined;
       await saveStore();
       messenger.close();
@@ -708,6 +714,9 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
       events.complete();
       rtts.complete();
       changes.complete();
+      // libuv releases a closed handle one or two loop turns after its 'close' event: once these
+      // pass, process.getActiveResourcesInfo() shows nothing of this supervisor.
+      for (let turn = 0; turn < 2; turn++) await new Promise<void>((resolve) => setImmediate(resolve));
     },
 
     connect(target, connectOptions = {}) {
@@ -905,6 +914,21 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
     },
   };
 
+  /**
+   * Pending inbound connections that have not sent a whole first handshake message (2-byte
+   * length + 32-byte ephemeral key), fewest bytes first, then oldest: the ones a flood of silent
+   * or slowloris sockets is made of.
+   */
+  function reclaimable(): string[] {
+    const candidates: { id: string; bytes: number; order: number }[] = [];
+    let order = 0;
+    for (const [id, connection] of pendingInbound) {
+      const bytes = connection.bytesRead();
+      if (bytes < FIRST_HANDSHAKE_MESSAGE_BYTES) candidates.push({ id, bytes, order: order++ });
+    }
+    return candidates.sort((a, b) => a.bytes - b.bytes || a.order - b.order).map((c) => c.id);
+  }
+
   function acceptConnection(connection: RawConnection): void {
     if (!running || !actor) {
       connection.stream.destroy();
@@ -915,11 +939,16 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
     parked.set(connectionId, connection);
     // Until the link takes it, a stream error must not crash the process.
     connection.stream.on('error', () => undefined);
-    connection.stream.once('close', () => parked.delete(connectionId));
-    actor.send({ type: 'inbound', connectionId, remoteAddress: connection.remoteAddress });
+    connection.stream.once('close', () => {
+      parked.delete(connectionId);
+      pendingInbound.delete(connectionId);
+    });
+    pendingInbound.set(connectionId, connection);
+    actor.send({ type: 'inbound', connectionId, remoteAddress: connection.remoteAddress, reclaimable: reclaimable() });
     // Refused (banned IP, over a limit): closed before any handshake work.
     if (!actor.getSnapshot().context.connections[connectionId]) {
       parked.delete(connectionId);
+      pendingInbound.delete(connectionId);
       connection.stream.destroy();
     }
   }
@@ -953,3 +982,6 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
 function isObservableList(value: Observable<AppEvent> | readonly Observable<AppEvent>[]): value is readonly Observable<AppEvent>[] {
   return Array.isArray(value);
 }
+
+/** Bytes of a whole first Noise XX message on the wire: 2-byte length + 32-byte ephemeral key. */
+const FIRST_HANDSHAKE_MESSAGE_BYTES = 34;

@@ -47,6 +47,9 @@ export function metricFamilies(m: NodeMetrics): MetricFamily[] {
     counter('peerwarden_evictions_total', 'Inbound connections evicted to make room.', [{ value: m.evictions }]),
     counter('peerwarden_reaped_total', 'Connections the reaper closed (idle, or pooled past the TTL).', [{ value: m.reaped }]),
     counter('peerwarden_auto_bans_total', 'Bans applied after repeated protocol violations.', [{ value: m.autoBans }]),
+    counter('peerwarden_pending_reclaimed_total', 'Silent pending inbound connections closed to admit a newcomer.', [
+      { value: m.pendingReclaimed },
+    ]),
     gauge('peerwarden_bans', 'Bans in force.', [
       { labels: { by: 'peer_id' }, value: m.activeBans.peerIds },
       { labels: { by: 'ip' }, value: m.activeBans.ips },

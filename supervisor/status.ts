@@ -147,6 +147,8 @@ export interface SupervisorMetrics {
   /** Connections the reaper closed (idle or pool TTL passed). */
   readonly reaped: number;
   readonly autoBans: number;
+  /** Silent pending inbound connections closed to give their slot to a newcomer (flood defence). */
+  readonly pendingReclaimed: number;
   /** Bans in force by peer ID and by IP. */
   readonly activeBans: { readonly peerIds: number; readonly ips: number };
 }
@@ -189,6 +191,7 @@ export function metricsOf(context: SupervisorContext, nowMs: number): Supervisor
     evictions: counters.evictions,
     reaped: counters.reaped,
     autoBans: counters.autoBans,
+    pendingReclaimed: counters.pendingReclaimed,
     activeBans: { peerIds: active(context.bans.byPeerId), ips: active(context.bans.byIp) },
   };
 }

@@ -60,8 +60,12 @@ export type SupervisorCommand =
       reuse?: boolean;
       protect?: boolean;
     }
-  /** A raw connection was accepted and parked under `connectionId`. */
-  | { type: 'inbound'; connectionId: string; remoteAddress: string }
+  /**
+   * A raw connection was accepted and parked under `connectionId`. `reclaimable` lists pending
+   * inbound connections that have not sent a whole first handshake message yet, the best to drop
+   * first: when pending is full, the first of them gives its slot to the newcomer.
+   */
+  | { type: 'inbound'; connectionId: string; remoteAddress: string; reclaimable?: readonly string[] }
   /** Close the connection to a peer for good (app request). */
   | { type: 'disconnect'; peerId: string; reason: DisconnectReason }
   /** Close every connection for good (shutdown). */
@@ -259,7 +263,19 @@ function onInbound(draft: Draft, event: Extract<SupervisorCommand, { type: 'inbo
     draft.refuse(event.connectionId, 'PeerBanned', `${event.remoteAddress} is banned (${banned.reason})`);
     return;
   }
-  const verdict = admitInbound(countsOf(context.connections), context.config.limits);
+  let verdict = admitInbound(countsOf(context.connections), context.config.limits);
+  if (verdict.admit === false && verdict.refusal === 'TooManyPendingConnections') {
+    // A flood of sockets that never speak must not lock out a peer that does (issue 6 item 4):
+    // the silent pending connection gives its slot up; one that is handshaking keeps it.
+    const silent = (event.reclaimable ?? [])
+      .map((id) => context.connections[id])
+      .find((r) => r !== undefined && r.direction === 'inbound' && r.state === 'handshaking' && r.peerId === null);
+    if (silent) {
+      context.counters.pendingReclaimed++;
+      draft.close(silent.connectionId, 'ResourceConstraint');
+      verdict = admitInbound(countsOf(context.connections), context.config.limits);
+    }
+  }
   if (verdict.admit === false) {
     draft.refuse(event.connectionId, verdict.refusal, verdict.detail);
     return;

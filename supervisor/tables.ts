@@ -81,6 +81,8 @@ export interface SupervisorCounters {
   reaped: number;
   /** Bans the supervisor applied by itself (repeated ProtocolViolations). */
   autoBans: number;
+  /** Silent pending inbound connections closed to give their slot to a newcomer. */
+  pendingReclaimed: number;
 }
 
 /** Context of the supervisor actor. */
@@ -146,7 +148,7 @@ export function newRecord(
 
 /** Fresh counters. */
 export function zeroCounters(): SupervisorCounters {
-  return { dials: 0, handshakes: 0, endsByReason: {}, refusals: {}, evictions: 0, reaped: 0, autoBans: 0 };
+  return { dials: 0, handshakes: 0, endsByReason: {}, refusals: {}, evictions: 0, reaped: 0, autoBans: 0, pendingReclaimed: 0 };
 }
 
 const ENDED: readonly ConnectionState[] = ['closed', 'banned'];
