@@ -293,9 +293,10 @@ function acceptControlStream(
         else reject(new ProtocolViolation(`first stream must be ${CONTROL_PROTOCOL}, got ${protocol.slice(0, 64)}`));
       }, reject);
     };
-    const onClose = (): void => {
+    // The session's close carries why it ended: a bad frame stays a ProtocolViolation.
+    const onClose = (error?: Error): void => {
       cleanup();
-      reject(new ConnectionClosed('closed before the control stream opened'));
+      reject(error instanceof ProtocolViolation ? error : new ConnectionClosed('closed before the control stream opened'));
     };
     const onAbort = (): void => {
       cleanup();

@@ -79,12 +79,13 @@ export interface HandshakeResult {
  * On success the socket is paused, no listener of ours remains, and bytes received past the
  * handshake are in `leftover`. On failure every listener is removed, the socket is destroyed and
  * the promise rejects with:
- * - `ProtocolViolation`: a malformed, truncated, over-long or unauthenticated Noise message, a
- *   malformed payload, or the connection ending in the middle of a message;
+ * - `ProtocolViolation`: a malformed, truncated, over-long or unauthenticated Noise message or a
+ *   malformed payload (a message cut short by the end of the stream is `ConnectionClosed`);
  * - `SelfConnection`: the peer showed our own static key or our own node nonce;
  * - `PeerIdMismatch`: `expectedPeerId` is set and the responder authenticated as someone else;
  * - `IncompatiblePeer`: another protocol version, or `requiredFeatures` missing;
- * - `ConnectionClosed`: the socket ended, closed or errored (the error is the `cause`);
+ * - `ConnectionClosed`: the socket ended (even in the middle of a message), closed or errored
+ *   (the error is the `cause`);
  * - `signal.reason`: the signal aborted (a generic `ConnectionClosed` if the reason is no Error);
  * - `RangeError`: our own payload or keys are invalid.
  * No timeout of its own: pass a `signal` (e.g. `AbortSignal.timeout(ms)`).
@@ -112,10 +113,14 @@ function runHandshake(socket: Duplex, initiator: boolean, options: HandshakeOpti
       advance();
     };
     const onEnd = (): void => {
+      // A message cut short by the end of the stream is the network's (or a hang-up's) doing, not
+      // bad bytes: like yamux, call it ConnectionClosed, so flaky cuts never count towards a ban.
       fail(
-        queue.length > 0
-          ? new ProtocolViolation('connection ended in the middle of a handshake message')
-          : new ConnectionClosed('peer ended the connection during the handshake'),
+        new ConnectionClosed(
+          queue.length > 0
+            ? 'connection ended in the middle of a handshake message'
+            : 'peer ended the connection during the handshake',
+        ),
       );
     };
     const onClose = (): void => fail(new ConnectionClosed('connection closed during the handshake'));
