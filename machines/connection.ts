@@ -270,6 +270,7 @@ function decide(context: ConnectionContext, policies: ConnectionPolicies): Parti
     kind: context.kind,
     dialable: context.address !== null,
     final: context.final,
+    attempt: context.attempt,
   });
   const backoff = reason === 'ProtocolViolation' ? policies.violationBackoff : policies.timeoutBackoff;
   const nextDelayMs =

@@ -34,6 +34,21 @@ describe('defaultReconnectPolicy', () => {
   });
 });
 
+describe('no dial storm from immediate redials', () => {
+  it('grants AllowImmediate only while the connection has been stable (attempt 0), then backs off', () => {
+    for (const reason of ['Normal', 'NetworkRestructure'] as const) {
+      const facts = { reason, history: [], kind: 'persistent' as const, dialable: true, final: false };
+      assert.equal(defaultReconnectPolicy({ ...facts, attempt: 0 }), 'AllowImmediate');
+      assert.equal(defaultReconnectPolicy(facts), 'AllowImmediate', 'policies built without attempt see 0');
+      fc.assert(
+        fc.property(fc.integer({ min: 1, max: 1_000 }), (attempt) => {
+          assert.equal(defaultReconnectPolicy({ ...facts, attempt }), 'WithBackoff');
+        }),
+      );
+    }
+  });
+});
+
 describe('fullJitterBackoffMs', () => {
   it('lies in [0, min(cap, base·factor^attempt)] (property)', () => {
     fc.assert(

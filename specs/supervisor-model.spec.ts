@@ -21,6 +21,7 @@ import { countsOf } from '../supervisor/tables.js';
 import { findBan } from '../supervisor/bans.js';
 import { VirtualClock } from '../streams/clock.js';
 import { MemoryNetwork } from '../transport/memory.js';
+import type { MemoryConnection, MemoryFault } from '../transport/memory.js';
 import { PeerwardenError } from '../transport/errors.js';
 import { defaultCrypto } from '../transport/noise/node-crypto.js';
 
@@ -54,6 +55,8 @@ interface Real {
   readonly peers: Supervisor[];
   /** Outcomes of every connect() and disconnect() issued (value or error), settled or not. */
   readonly outcomes: Promise<unknown>[];
+  /** Removers of the faults injected on the links to each peer. */
+  readonly faults: (() => void)[][];
 }
 
 /** Keeps the outcome of an API call; its rejection is handled at once and checked at the end. */
@@ -62,7 +65,7 @@ function track(real: Real, call: Promise<unknown>): void {
 }
 
 /** What the runs exercised, summed over all runs: a spec that never reaches a policy proves nothing about it. */
-const coverage = { handshakes: 0, evictions: 0, refusals: 0, reaped: 0, peerBanned: 0, duplicates: 0, timeouts: 0 };
+const coverage = { handshakes: 0, evictions: 0, refusals: 0, reaped: 0, peerBanned: 0, duplicates: 0, timeouts: 0, violations: 0 };
 
 /** Lets promise work, stream callbacks and immediates run; no virtual time passes. */
 async function settle(real: Real): Promise<void> {
@@ -97,11 +100,21 @@ function command(name: string, run: (real: Real, model: Model) => Promise<void> 
   return {
     check: () => true,
     run: async (model, real) => {
+      if (process.env.PEERWARDEN_MODEL_TRACE) console.error(`> ${name}`);
       await run(real, model);
       await settle(real);
       checkInvariants(real, model);
     },
     toString: () => name,
+  };
+}
+
+/** A small deterministic random source for the corrupt fault, so a failing run replays exactly. */
+function lcg(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (Math.imul(state, 1_664_525) + 1_013_904_223) >>> 0;
+    return state / 2 ** 32;
   };
 }
 
@@ -135,6 +148,31 @@ const commands = [
         const ends = [connection.dialer, connection.listener].map((end) => end.split(':')[0]);
         if (ends.includes(SUT_HOST) && ends.includes(PEER_HOSTS[i])) connection.reset();
       }
+    }),
+  ),
+  fc
+    .tuple(
+      peerIndex,
+      fc.constantFrom<MemoryFault>(
+        { kind: 'delay', ms: 300 },
+        { kind: 'stall' },
+        { kind: 'halfOpen' },
+        { kind: 'corrupt', probability: 0.01, random: lcg(7) },
+        { kind: 'cutAt', offset: 200 },
+        { kind: 'throttle', bytesPerSecond: 2_000 },
+      ),
+    )
+    .map(([i, fault]) =>
+      command(`fault(${i}, ${fault.kind})`, (real) => {
+        const touches = (c: MemoryConnection): boolean =>
+          [c.dialer, c.listener].some((end) => end.startsWith(`${SUT_HOST}:`)) &&
+          [c.dialer, c.listener].some((end) => end.startsWith(`${PEER_HOSTS[i]}:`));
+        real.faults[i]?.push(real.network.inject(fault, touches));
+      }),
+    ),
+  peerIndex.map((i) =>
+    command(`heal(${i})`, (real) => {
+      for (const remove of real.faults[i]?.splice(0) ?? []) remove();
     }),
   ),
   fc.tuple(peerIndex, fc.boolean()).map(([i, down]) =>
@@ -186,11 +224,12 @@ async function setUp(): Promise<Real> {
     }),
   );
   await Promise.all([sut.start(), ...peers.map((peer) => peer.start())]);
-  return { clock, network, sut, peers, outcomes: [] };
+  return { clock, network, sut, peers, outcomes: [], faults: PEER_HOSTS.map(() => []) };
 }
 
 /** Stops everything, moving virtual time so graceful-shutdown bounds can pass, and checks nothing is left. */
 async function tearDown(real: Real): Promise<void> {
+  for (const removers of real.faults) for (const remove of removers.splice(0)) remove();
   const metrics = real.sut.getMetrics();
   coverage.handshakes += metrics.handshakes;
   coverage.evictions += metrics.evictions;
@@ -199,6 +238,7 @@ async function tearDown(real: Real): Promise<void> {
   coverage.peerBanned += metrics.endsByReason.PeerBanned ?? 0;
   coverage.duplicates += metrics.endsByReason.NetworkRestructure ?? 0;
   coverage.timeouts += metrics.endsByReason.Timeout ?? 0;
+  coverage.violations += metrics.endsByReason.ProtocolViolation ?? 0;
   let stopped = false;
   const stopping = Promise.all([real.sut.stop(), ...real.peers.map((peer) => peer.stop())]).then(() => {
     stopped = true;
@@ -218,20 +258,43 @@ describe('supervisor model (fc.commands over the in-memory transport)', () => {
   // 1,000 runs take about 40 s here; the bound is for a loaded machine, not a target (that is `npm run bench`).
   it('keeps every invariant under random commands, and leaves nothing running after stop()', { timeout: 900_000 }, async () => {
     const numRuns = Number(process.env.PEERWARDEN_MODEL_RUNS ?? 1_000);
-    const seed = process.env.PEERWARDEN_MODEL_SEED;
+    // The seed is chosen here and printed first, so even a run that hangs can be replayed.
+    const seed = Number(process.env.PEERWARDEN_MODEL_SEED ?? Math.floor(Math.random() * 2 ** 31));
     const path = process.env.PEERWARDEN_MODEL_PATH;
+    // fast-check prints a counterexample with /*replayPath="…"*/: pass it too to replay the shrunk commands.
+    const replayPath = process.env.PEERWARDEN_MODEL_REPLAY_PATH;
+    console.log(`model seed: ${seed}`);
     await fc.assert(
-      fc.asyncProperty(fc.commands(commands, { maxCommands: 30, size: 'max' }), async (cmds) => {
+      fc.asyncProperty(fc.commands(commands, { maxCommands: 30, size: 'max', ...(replayPath !== undefined ? { replayPath } : {}) }), async (cmds) => {
         const real = await setUp();
+        const timers: ReturnType<typeof setTimeout>[] = [];
+        // A run is milliseconds of work; one that takes 60 s of real time is stuck: fail it (with
+        // its commands) instead of hanging the suite.
+        const within = <T>(work: Promise<T>, what: string): Promise<T> =>
+          Promise.race([
+            work,
+            new Promise<never>((_, reject) => {
+              timers.push(setTimeout(() => reject(new Error(`${what} stuck after 60 s: ${[...cmds].map((c) => c.toString()).join(', ')}`)), 60_000));
+            }),
+          ]);
         try {
-          await fc.asyncModelRun(() => ({ model: { banned: new Set<number>() }, real }), cmds);
+          await within(fc.asyncModelRun(() => ({ model: { banned: new Set<number>() }, real }), cmds), 'run');
+        } catch (error) {
+          // fast-check reports the counterexample; the reason is printed here.
+          console.error(`model run failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+          throw error;
         } finally {
-          await tearDown(real);
+          if (process.env.PEERWARDEN_MODEL_TRACE) console.error('> tearDown');
+          try {
+            await within(tearDown(real), 'tearDown');
+          } finally {
+            for (const timer of timers) clearTimeout(timer);
+          }
         }
       }),
       {
         numRuns,
-        ...(seed !== undefined ? { seed: Number(seed) } : {}),
+        seed,
         ...(path !== undefined ? { path } : {}),
         endOnFailure: path === undefined ? false : true,
       },

@@ -46,16 +46,24 @@ export interface DisconnectFacts {
   readonly dialable: boolean;
   /** The app asked for the close (`disconnect()`), or this was a duplicate of a surviving connection. */
   readonly final: boolean;
+  /**
+   * Failed attempts since the connection last stayed up for the stable period (0 when it did).
+   * Optional for policies written before it existed; treated as 0 when absent.
+   */
+  readonly attempt?: number;
 }
 
 /**
  * The default policy: the DESIGN §2 table, then the connection kind. Persistent peers come back
  * unless the strategy is Never; temporary connections, undialable (inbound) ones and
- * app-requested closes end for good.
+ * app-requested closes end for good. AllowImmediate is granted once per stable period: a peer
+ * that closes again before the connection stayed up for it (`attempt > 0`) is redialed with
+ * backoff, so a peer that says goodbye at every connect cannot cause a dial storm.
  */
 export function defaultReconnectPolicy(facts: DisconnectFacts): ReconnectStrategy {
   const strategy = DEFAULT_STRATEGIES[facts.reason];
   if (strategy === 'Never' || facts.final || !facts.dialable || facts.kind !== 'persistent') return 'Never';
+  if (strategy === 'AllowImmediate' && (facts.attempt ?? 0) > 0) return 'WithBackoff';
   return strategy;
 }
 

@@ -392,12 +392,14 @@ function onIdentified(draft: Draft, event: Extract<ConnectionReport, { type: 'co
   }
   const existing = draft.record(context.byPeer[event.peerId]);
   let survivorId = event.connectionId;
-  if (existing && existing.connectionId !== event.connectionId && existing.state === 'backoff') {
-    // The peer is back before our redial: redial now, and let the duplicate rule pick one
-    // connection once both are identified.
-    draft.send(existing.connectionId, { type: 'peer.returned' });
-  } else if (existing && existing.connectionId !== event.connectionId && isLive(existing)) {
-    survivorId = chooseSurvivor(context.localPeerId, event.peerId, existing, arriving).connectionId;
+  if (existing && existing.connectionId !== event.connectionId && (existing.state === 'backoff' || isLive(existing))) {
+    // The peer is back on another connection while ours waits in Backoff: the one that is up
+    // serves the peer (and inherits persistence below). Redialing as well would race it, and two
+    // connections that keep failing would wake each other at once, forever: a dial storm.
+    survivorId =
+      existing.state === 'backoff'
+        ? event.connectionId
+        : chooseSurvivor(context.localPeerId, event.peerId, existing, arriving).connectionId;
     const loserId = survivorId === event.connectionId ? existing.connectionId : event.connectionId;
     const loser = draft.record(loserId) as ConnectionRecord;
     const survivor = draft.record(survivorId) as ConnectionRecord;

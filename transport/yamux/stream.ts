@@ -371,7 +371,9 @@ export class YamuxStream extends Duplex {
    */
   private creditWindow(flags: number): void {
     if (flags === 0 && (this.remoteFin || this.released)) return; // nothing more will arrive
-    const delta = this.windowSize - this.queuedBytes - this.recvWindow;
+    // Bytes still unread in Node's readable buffer are not read yet either: crediting them would
+    // let a reader that took one byte hold two windows (found by fuzzing).
+    const delta = this.windowSize - this.queuedBytes - this.readableLength - this.recvWindow;
     if (flags === 0 && delta < this.windowSize / 2) return;
     const grant = Math.max(delta, 0);
     this.recvWindow += grant;
