@@ -400,10 +400,9 @@ describe('fault matrix over real sockets', () => {
     const [a, b] = await Promise.all([startNode(), startNode()]);
     const proxy = await startFaultProxy(b.supervisor.listenAddress as string);
     try {
-      // Message 1 passes; when message 2 comes back, both ends get an RST instead. Cut at 0: an
-      // RST right behind part of a message reads as an EOF on this kernel, and the handshake
-      // classes a message cut by EOF as a ProtocolViolation, which would hide the reset.
-      proxy.cutAt(0, 'fromTarget');
+      // Message 1 passes; message 2 is cut 40 bytes in and both ends get an RST. A message cut
+      // by the end of the stream is a cut, not bad bytes: Timeout, never a ProtocolViolation.
+      proxy.cutAt(40, 'fromTarget');
       void dial(a, proxy.address);
       const lost = await a.log.when((event) => isOutbound(event) && ended(event));
       const handshaking = a.log.of(lost.connectionId).find((event) => event.to === 'handshaking') as Recorded;
@@ -631,6 +630,18 @@ describe('fault matrix over real sockets', () => {
       assert.equal(closed.from, 'connected');
       assertEnd(closed, 'closed', 'ProtocolViolation');
       assertElapsed(upEvent.t, closed.t, 0, LATE_MS, 'inbound violation');
+
+      // Inbound, before any control stream: the frame right after the handshake is still a
+      // ProtocolViolation on the listener (the session's error, not a plain "closed").
+      const early = await rawClient(b.supervisor.listenAddress as string);
+      const handshake = await handshakeInitiator(early, { staticKeyPair: nobleCrypto.generateKeyPair(), payload: handshakePayload() });
+      const channel = new SecureChannel(early, handshake);
+      channel.on('error', () => undefined);
+      channel.write(unknownTypeFrame());
+      const earlyEnd = await b.log.when((event) => isInbound(event) && ended(event) && event.connectionId !== upEvent.connectionId);
+      assert.equal(earlyEnd.from, 'handshaking');
+      assertEnd(earlyEnd, 'closed', 'ProtocolViolation');
+      await destroyed(early);
     } finally {
       if (socket) await destroyed(socket);
       await stopNodes(a, b);
