@@ -455,6 +455,28 @@ describe('MemoryNetwork dialing: refusal and abort', () => {
     }
   });
 
+  it('reset() while the dial is still pending (answer delayed) rejects the dial, and no end errors unheard', async () => {
+    const w = await world();
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown): void => void uncaught.push(error);
+    process.on('uncaughtException', onUncaught);
+    try {
+      w.network.inject({ kind: 'delay', ms: 100 });
+      const dial = w.a.dial(w.listener.address);
+      await w.clock.advanceAsync(100); // accepted; the dialer's end exists, its dial has not resolved
+      const [connection] = w.network.connections();
+      assert.ok(connection);
+      connection.reset();
+      await assert.rejects(dial, DialFailed);
+      await w.clock.advanceAsync(200);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      assert.deepEqual(uncaught, [], 'the reset of an end not yet handed out is not an uncaught error');
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      w.close();
+    }
+  });
+
   it('a dial under halfOpen hangs (SYN lost) until aborted, and goes through once the fault is removed', async () => {
     const w = await world();
     try {

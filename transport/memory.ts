@@ -686,11 +686,13 @@ class Connection implements MemoryConnection {
         return;
       }
       const ends: readonly [Endpoint, Endpoint] = [new Endpoint(this, 0), new Endpoint(this, 1)];
+      // Guarded from birth: a reset can land on the dialer's end before its dial resolves.
+      guardErrors(ends[0]);
+      guardErrors(ends[1]);
       this.ends = ends;
       this.state = 'open';
       dial.phase = 'synAck';
       this.dialStep();
-      guardErrors(ends[1]);
       listener.onConnection({ stream: ends[1], remoteAddress: this.dialer, bytesRead: () => ends[1].delivered });
       return;
     }
@@ -702,7 +704,6 @@ class Connection implements MemoryConnection {
     }
     const ends = this.ends;
     if (ends === undefined) return;
-    guardErrors(ends[0]);
     dial.resolve({ stream: ends[0], remoteAddress: this.listener, bytesRead: () => ends[0].delivered });
     setImmediate(() => {
       this.dialerReady = true;
