@@ -91,6 +91,8 @@ export class YamuxStream extends Duplex {
   /** Node asked for data (`_read`) and has not been given any since. */
   private wantRead = false;
   private delivering = false;
+  /** A credit check is queued for after the current read() (see `_read`). */
+  private creditCheckQueued = false;
 
   private pending: PendingWrite | undefined;
 
@@ -290,6 +292,15 @@ export class YamuxStream extends Duplex {
   override _read(_size: number): void {
     this.wantRead = true;
     this.deliver();
+    // Node calls _read from read() before it takes the bytes out of its buffer; once it has, the
+    // bytes are read and their window can be credited (deliver() saw them still buffered).
+    if (!this.creditCheckQueued) {
+      this.creditCheckQueued = true;
+      queueMicrotask(() => {
+        this.creditCheckQueued = false;
+        if (!this.destroyed) this.creditWindow(0);
+      });
+    }
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
