@@ -24,7 +24,7 @@ import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import * as net from 'node:net';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Subscription } from 'rxjs';
 import type { InspectionEvent } from 'xstate';
@@ -52,6 +52,7 @@ import { encodeHeader, FrameType, HEADER_LENGTH, MAX_UINT32, YAMUX_VERSION } fro
 import { YamuxSession } from '../transport/yamux/session.js';
 import { startFaultProxy } from './support/fault-proxy.js';
 import type { FaultPeerReady } from './support/fault-peer.js';
+import { failOnUncaught } from './support/crashes.js';
 
 const TIMEOUTS = { connectTimeoutMs: 1_000, handshakeTimeoutMs: 600, gracefulShutdownTimeoutMs: 300 };
 const PING = { intervalMs: 100, timeoutMs: 500 };
@@ -353,17 +354,7 @@ async function killPeer(peer: PeerProcess | undefined): Promise<void> {
 }
 
 describe('fault matrix over real sockets', () => {
-  const crashes: unknown[] = [];
-  const onCrash = (error: unknown): void => void crashes.push(error);
-  before(() => {
-    process.on('uncaughtException', onCrash);
-    process.on('unhandledRejection', onCrash);
-  });
-  after(() => {
-    process.off('uncaughtException', onCrash);
-    process.off('unhandledRejection', onCrash);
-    assert.deepEqual(crashes, [], 'no uncaught exception or unhandled rejection');
-  });
+  failOnUncaught();
 
   it('refused dial: Timeout at once, Backoff for a persistent peer, Closed for a temporary one', { timeout: TEST_TIMEOUT_MS }, async () => {
     const a = await startNode();

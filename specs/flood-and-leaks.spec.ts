@@ -6,12 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { filter, firstValueFrom, merge, timer } from 'rxjs';
 import { createSupervisor } from '../index.js';
 import type { Supervisor, SupervisorOptions } from '../index.js';
+import { failOnUncaught } from './support/crashes.js';
 
 const HANDSHAKE_TIMEOUT_MS = 2_000;
 const fast: SupervisorOptions = {
@@ -51,17 +52,7 @@ function listenPort(supervisor: Supervisor): string {
 }
 
 describe('half-open flood and leaks (real TCP)', () => {
-  const crashes: unknown[] = [];
-  const onCrash = (error: unknown): void => void crashes.push(error);
-  before(() => {
-    process.on('uncaughtException', onCrash);
-    process.on('unhandledRejection', onCrash);
-  });
-  after(() => {
-    process.off('uncaughtException', onCrash);
-    process.off('unhandledRejection', onCrash);
-    assert.deepEqual(crashes, [], 'no uncaught exception or unhandled rejection');
-  });
+  failOnUncaught();
 
   it('2,000 silent sockets: a real peer still connects within handshakeTimeout + 1 s, slots free by handshakeTimeout, RSS bounded', async () => {
     const gc = collector();

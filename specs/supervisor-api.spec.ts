@@ -8,7 +8,7 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { filter, firstValueFrom, take, toArray } from 'rxjs';
 import { createSupervisor } from '../index.js';
 import type { Supervisor, SupervisorOptions } from '../index.js';
@@ -19,6 +19,7 @@ import {
   PeerAddressUnknown,
   PeerBanned,
 } from '../supervisor/errors.js';
+import { failOnUncaught } from './support/crashes.js';
 
 const fast: SupervisorOptions = {
   listen: '127.0.0.1:0',
@@ -34,17 +35,7 @@ async function started(options: SupervisorOptions = {}): Promise<Supervisor> {
 }
 
 describe('supervisor API over real TCP', () => {
-  const crashes: unknown[] = [];
-  const onCrash = (error: unknown): void => void crashes.push(error);
-  before(() => {
-    process.on('uncaughtException', onCrash);
-    process.on('unhandledRejection', onCrash);
-  });
-  after(() => {
-    process.off('uncaughtException', onCrash);
-    process.off('unhandledRejection', onCrash);
-    assert.deepEqual(crashes, [], 'no uncaught exception or unhandled rejection');
-  });
+  failOnUncaught();
 
   it('shares one dial among 20 concurrent connect() calls: one socket, one handshake, one result', async () => {
     const a = await started();

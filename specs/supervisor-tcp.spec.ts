@@ -6,13 +6,14 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { filter, firstValueFrom, take, toArray } from 'rxjs';
 import { createSupervisor, SelfConnection } from '../index.js';
 import type { ConnectionTransition, Supervisor, SupervisorOptions } from '../index.js';
 import { ConnectionFailed } from '../supervisor/errors.js';
 import { startTcpProxy } from './support/tcp-proxy.js';
 import { readAll, sha256 } from './support/sockets.js';
+import { failOnUncaught } from './support/crashes.js';
 
 const ECHO = '/test/echo/1';
 
@@ -53,17 +54,7 @@ function handleEcho(supervisor: Supervisor): void {
 }
 
 describe('two supervisors over real TCP', () => {
-  const crashes: unknown[] = [];
-  const onCrash = (error: unknown): void => void crashes.push(error);
-  before(() => {
-    process.on('uncaughtException', onCrash);
-    process.on('unhandledRejection', onCrash);
-  });
-  after(() => {
-    process.off('uncaughtException', onCrash);
-    process.off('unhandledRejection', onCrash);
-    assert.deepEqual(crashes, [], 'no uncaught exception or unhandled rejection');
-  });
+  failOnUncaught();
 
   it('connects, echoes 1 MiB on a stream, measures RTT, and reuses the connection', async () => {
     const a = createSupervisor(fast);
