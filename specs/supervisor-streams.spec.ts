@@ -233,6 +233,29 @@ describe('messages: batching, graceful close, outbox', () => {
     }
   });
 
+  it('a graceful close towards a stalled peer still ends within the graceful shutdown bound', async () => {
+    // Pings far apart, so nothing but the flush bound can end the wait within the 5 s looked at.
+    const w = await world(2, () => ({ ping: { intervalMs: 120_000, timeoutMs: 60_000 }, inactivityTimeoutMs: 600_000 }));
+    try {
+      await connect(w, 0, 1);
+      const peer = node(w, 1).peerId;
+      w.network.inject({ kind: 'stall' });
+      // 400 KiB: more than a yamux window, so the message stream cannot drain.
+      for (let i = 0; i < 400; i++) node(w, 0).send(peer, new Uint8Array(1024));
+      await w.advance(100);
+      const stopped = node(w, 0).stop();
+      await w.advance(5_000);
+      let done = false;
+      void stopped.then(() => {
+        done = true;
+      });
+      await w.settle();
+      assert.ok(done, 'stop() finished within the graceful shutdown bound of virtual time');
+    } finally {
+      await w.stop();
+    }
+  });
+
   it('keeps messages for a persistent peer in Backoff, sends them on reconnect, and rejects past the bound', async () => {
     const w = await world(2, (i) => (i === 0 ? { outbox: { maxMessages: 3 } } : {}));
     try {

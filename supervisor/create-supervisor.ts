@@ -478,6 +478,7 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
     scheduler,
     batch: { ...DEFAULT_BATCH_OPTIONS, ...options.batch },
     outbox: options.outbox ?? {},
+    flushTimeoutMs: timeouts.gracefulShutdownTimeoutMs,
     reach,
   });
   const received = messenger.messages$.pipe(share());

@@ -7,7 +7,7 @@
  * reported.
  */
 import type { Duplex } from 'node:stream';
-import { Subject } from 'rxjs';
+import { Subject, firstValueFrom, from, race, timer } from 'rxjs';
 import type { Observable, SchedulerLike, Subscription } from 'rxjs';
 import { batch } from '../streams/batch.js';
 import type { BatchOptions } from '../streams/batch.js';
@@ -47,6 +47,8 @@ export interface MessengerDeps {
   readonly scheduler: SchedulerLike;
   readonly batch: BatchOptions;
   readonly outbox: Partial<OutboxLimits>;
+  /** How long a graceful flush may wait for a stream to drain, ms (the graceful shutdown bound). */
+  readonly flushTimeoutMs: number;
   reach(peerId: string): PeerReach;
 }
 
@@ -107,7 +109,8 @@ export class Messenger {
 
   /**
    * Graceful close of `peerId`: the pending batch goes out now and its stream is ended; resolves
-   * once the stream has flushed (or is gone).
+   * once the stream has flushed, is gone, or `flushTimeoutMs` passed (a stalled peer must not
+   * hold a shutdown).
    */
   async flush(peerId: string): Promise<void> {
     const peer = this.peers.get(peerId);
@@ -118,7 +121,9 @@ export class Messenger {
     this.startQueue(peerId, peer);
     const current = peer.stream;
     peer.stream = undefined;
-    if (current) await endStream(current.stream);
+    if (current) {
+      await firstValueFrom(race(from(endStream(current.stream)), timer(this.deps.flushTimeoutMs, this.deps.scheduler)));
+    }
   }
 
   /** {@link Messenger.flush} for every peer. */
