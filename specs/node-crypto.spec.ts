@@ -1,13 +1,12 @@
 /**
- * `nodeCrypto` (node:crypto) against `nobleCrypto` (@noble, the reference): both replay every
- * published Noise XX vector (shared/vectors), alone and paired with each other; fast-check
+ * `nodeCrypto` (node:crypto) against `nobleCrypto` (@noble, the reference); both replay every
+ * published Noise XX vector, alone and paired, in noise-vectors.spec.ts. Here: fast-check
  * cross-checks every primitive byte for byte, including tampering, low-order points and the
  * `output` / in-place rules of encrypt; and a full framed handshake runs between a nodeCrypto
  * peer and a nobleCrypto peer in both roles, over TCP on 127.0.0.1 and over an in-memory stream.
  */
 import fc from 'fast-check';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { Duplex } from 'node:stream';
 import { describe, it } from 'node:test';
 import { ProtocolViolation } from '../transport/errors.js';
@@ -23,7 +22,7 @@ import {
   type NoiseCrypto,
 } from '../transport/noise/crypto.js';
 import { handshakeInitiator, handshakeResponder, type HandshakeOptions } from '../transport/noise/handshake.js';
-import { HandshakeState, NOISE_PROTOCOL_NAME } from '../transport/noise/handshake-state.js';
+import { HandshakeState } from '../transport/noise/handshake-state.js';
 import { defaultCrypto, nodeCrypto, nodeCryptoAvailable } from '../transport/noise/node-crypto.js';
 import { peerIdFromPublicKey } from '../transport/peer-id.js';
 import { tcpPair } from './support/sockets.js';
@@ -60,108 +59,7 @@ function assertPlainBytes(value: Uint8Array, length: number, what: string): void
   assert.equal(value.length, length, `${what} length`);
 }
 
-// ---------------------------------------------------------------- published vectors
-
-const VECTORS_DIR = new URL('../../shared/vectors/', import.meta.url);
-const VECTOR_FILES = ['cacophony-25519-ChaChaPoly-SHA256.json', 'snow-25519-ChaChaPoly-SHA256.json'];
-const HANDSHAKE_MESSAGES = 3;
-
-interface VectorMessage {
-  payload: string;
-  ciphertext: string;
-}
-
-interface Vector {
-  protocol_name: string;
-  init_prologue: string;
-  init_static?: string;
-  init_ephemeral: string;
-  resp_prologue: string;
-  resp_static?: string;
-  resp_ephemeral: string;
-  handshake_hash?: string;
-  messages: VectorMessage[];
-}
-
-function loadXxVectors(file: string): Vector[] {
-  const parsed = JSON.parse(readFileSync(new URL(file, VECTORS_DIR), 'utf8')) as { vectors: Vector[] };
-  return parsed.vectors.filter((vector) => vector.protocol_name === NOISE_PROTOCOL_NAME);
-}
-
-/** The key pair of a vector's private key, its public key derived by `crypto` itself. */
-function vectorKeyPair(crypto: NoiseCrypto, privateKeyHex: string | undefined): KeyPair {
-  assert.ok(privateKeyHex !== undefined, 'XX vectors give both static keys');
-  const privateKey = hex(privateKeyHex);
-  return { privateKey, publicKey: crypto.publicKeyFromPrivateKey(privateKey) };
-}
-
-/** Drives one vector through two HandshakeStates (each with its own crypto) and the transport ciphers. */
-function replay(vector: Vector, initiatorCrypto: NoiseCrypto, responderCrypto: NoiseCrypto): void {
-  const initiator = new HandshakeState({
-    initiator: true,
-    prologue: hex(vector.init_prologue),
-    staticKeyPair: vectorKeyPair(initiatorCrypto, vector.init_static),
-    ephemeralKeyPair: vectorKeyPair(initiatorCrypto, vector.init_ephemeral),
-    crypto: initiatorCrypto,
-  });
-  const responder = new HandshakeState({
-    initiator: false,
-    prologue: hex(vector.resp_prologue),
-    staticKeyPair: vectorKeyPair(responderCrypto, vector.resp_static),
-    ephemeralKeyPair: vectorKeyPair(responderCrypto, vector.resp_ephemeral),
-    crypto: responderCrypto,
-  });
-  assert.ok(vector.messages.length >= HANDSHAKE_MESSAGES);
-
-  for (let i = 0; i < HANDSHAKE_MESSAGES; i++) {
-    const message = vector.messages[i] as VectorMessage;
-    const [writer, reader] = i % 2 === 0 ? [initiator, responder] : [responder, initiator];
-    const ciphertext = writer.writeMessage(hex(message.payload));
-    assert.equal(toHex(ciphertext), message.ciphertext, `handshake message ${i} ciphertext`);
-    assert.equal(toHex(reader.readMessage(ciphertext)), message.payload, `handshake message ${i} payload`);
-  }
-  assert.ok(initiator.isComplete && responder.isComplete);
-  assert.deepEqual(initiator.remoteStaticPublicKey, vectorKeyPair(nobleCrypto, vector.resp_static).publicKey);
-  assert.deepEqual(responder.remoteStaticPublicKey, vectorKeyPair(nobleCrypto, vector.init_static).publicKey);
-
-  const initiatorHash = toHex(initiator.getHandshakeHash());
-  assert.equal(toHex(responder.getHandshakeHash()), initiatorHash);
-  if (vector.handshake_hash !== undefined) assert.equal(initiatorHash, vector.handshake_hash);
-
-  const initiatorCiphers = initiator.split();
-  const responderCiphers = responder.split();
-  for (let i = HANDSHAKE_MESSAGES; i < vector.messages.length; i++) {
-    const message = vector.messages[i] as VectorMessage;
-    const [send, receive]: [CipherState, CipherState] =
-      i % 2 === 0
-        ? [initiatorCiphers.send, responderCiphers.receive]
-        : [responderCiphers.send, initiatorCiphers.receive];
-    const ciphertext = send.encryptWithAd(EMPTY, hex(message.payload));
-    assert.equal(toHex(ciphertext), message.ciphertext, `transport message ${i} ciphertext`);
-    assert.equal(toHex(receive.decryptWithAd(EMPTY, ciphertext)), message.payload, `transport message ${i} payload`);
-  }
-}
-
-for (const file of VECTOR_FILES) {
-  const vectors = loadXxVectors(file);
-  describe(`Noise vectors ${file} through both implementations`, () => {
-    it(`holds ${NOISE_PROTOCOL_NAME} entries`, () => {
-      assert.ok(vectors.length > 0, `no ${NOISE_PROTOCOL_NAME} entries in ${file}`);
-    });
-
-    for (const { initiatorName, initiatorCrypto, responderName, responderCrypto } of PAIRINGS) {
-      it(`every entry: initiator ${initiatorName}, responder ${responderName}, both roles, transport messages`, () => {
-        vectors.forEach((vector, index) => {
-          try {
-            replay(vector, initiatorCrypto, responderCrypto);
-          } catch (error) {
-            assert.fail(`entry ${index}: ${error instanceof Error ? error.message : String(error)}`);
-          }
-        });
-      });
-    }
-  });
-}
+// The published vectors run through every pairing of the two implementations in noise-vectors.spec.ts.
 
 // ---------------------------------------------------------------- availability
 
