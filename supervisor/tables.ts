@@ -143,7 +143,7 @@ export function newRecord(
     usageEvents: 0,
     releasedAtMs: null,
     protected: false,
-    };
+  };
 }
 
 /** Fresh counters. */
@@ -172,27 +172,17 @@ export function countsOf(connections: Record<string, ConnectionRecord>, except?:
   return countConnections(counted.map((r) => ({ direction: r.direction, state: r.state, waitsForSlot: r.waitTicket !== null })));
 }
 
-/** The tables without `connectionId` (its record and every index entry that points at it). */
+/** The tables without `connectionId`: its record and every index entry that points at it. O(n). */
 export function withoutConnection(
   context: SupervisorContext,
   connectionId: string,
 ): Pick<SupervisorContext, 'connections' | 'byPeer' | 'byAddress'> {
   const connections = { ...context.connections };
   delete connections[connectionId];
-  const byPeer = { ...context.byPeer };
-  const byAddress = { ...context.byAddress };
-  const record = context.connections[connectionId];
-  // Index entries of a record point from its peer ID, its address and its announced listen addresses.
-  if (record?.peerId != null && byPeer[record.peerId] === connectionId) delete byPeer[record.peerId];
-  for (const address of [record?.address, ...(record?.listenAddresses ?? [])]) {
-    if (address != null && byAddress[address] === connectionId) delete byAddress[address];
-  }
-  // Entries learned under earlier addresses are rare; a full pass keeps the indexes exact.
-  if (Object.values(byAddress).includes(connectionId)) {
-    for (const [address, id] of Object.entries(byAddress)) if (id === connectionId) delete byAddress[address];
-  }
-  if (Object.values(byPeer).includes(connectionId)) {
-    for (const [peer, id] of Object.entries(byPeer)) if (id === connectionId) delete byPeer[peer];
-  }
-  return { connections, byPeer, byAddress };
+  const others = ([, id]: [string, string]): boolean => id !== connectionId;
+  return {
+    connections,
+    byPeer: Object.fromEntries(Object.entries(context.byPeer).filter(others)),
+    byAddress: Object.fromEntries(Object.entries(context.byAddress).filter(others)),
+  };
 }
