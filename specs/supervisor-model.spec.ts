@@ -19,6 +19,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { createSupervisor } from '../supervisor/create-supervisor.js';
 import type { Supervisor, SupervisorOptions } from '../supervisor/create-supervisor.js';
+import { connectionActorsOf } from '../supervisor/connection-actors.js';
 import { countsOf } from '../supervisor/tables.js';
 import { findBan } from '../supervisor/bans.js';
 import { VirtualClock } from '../streams/clock.js';
@@ -80,6 +81,18 @@ function checkInvariants(real: Real, model: Model): void {
   const context = real.sut.actor.getSnapshot().context;
   const records = Object.values(context.connections);
   const counts = countsOf(context.connections);
+  // The counts the supervisor keeps as records change equal a recount from scratch.
+  assert.deepEqual(context.slots, counts, 'kept slot counts differ from a recount');
+  const waiting = Object.fromEntries(
+    records.filter((r) => r.waitTicket !== null && r.state === 'backoff').map((r) => [r.connectionId, r.waitTicket]),
+  );
+  assert.deepEqual(context.waiting, waiting, 'waiting table differs from the records');
+  // Every index entry points at a record that carries the key (stale entries are swept by the reaper only if orphaned).
+  for (const [peer, id] of Object.entries(context.byPeer)) {
+    const record = context.connections[id];
+    if (record) assert.equal(record.peerId, peer, `byPeer[${peer}] points at ${id} of ${record.peerId}`);
+  }
+  assert.equal(connectionActorsOf(real.sut.actor).size, records.length, 'connection actors differ from the records');
   assert.ok(counts.outbound <= LIMITS.maxOutbound, `outbound ${counts.outbound} > ${LIMITS.maxOutbound}`);
   assert.ok(counts.inbound <= LIMITS.maxInbound, `inbound ${counts.inbound} > ${LIMITS.maxInbound}`);
   assert.ok(counts.outbound + counts.inbound <= LIMITS.maxTotal, `total > ${LIMITS.maxTotal}`);

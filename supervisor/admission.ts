@@ -77,19 +77,32 @@ const HOLDS_SLOT = new Set(['connecting', 'handshaking', 'connected', 'degraded'
 const PENDING = new Set(['connecting', 'handshaking', 'backoff']);
 
 /**
- * Counts connections against the limits. A connection in Backoff with a redial timer keeps its
- * slot and counts as pending, so its redial can never take the node past a limit; one waiting for
- * resources (`waitsForSlot`) or in Disconnecting has given its slot up.
+ * What one connection adds to the counts: 1 in its direction while it holds a slot, and 1 in
+ * `pending` while it is dialing, handshaking or waiting in Backoff for its redial timer. A
+ * connection in Backoff with a redial timer keeps its slot, so its redial can never take the node
+ * past a limit; one waiting for resources (`waitsForSlot`) or in Disconnecting has given it up.
  */
+export function countOf(connection: CountedConnection): ConnectionCounts {
+  if (!HOLDS_SLOT.has(connection.state) || connection.waitsForSlot === true) return NO_CONNECTIONS;
+  const pending = PENDING.has(connection.state) ? 1 : 0;
+  return connection.direction === 'inbound' ? { outbound: 0, inbound: 1, pending } : { outbound: 1, inbound: 0, pending };
+}
+
+/** Counts of nothing. */
+export const NO_CONNECTIONS: ConnectionCounts = { outbound: 0, inbound: 0, pending: 0 };
+
+/** `counts` plus `sign` (1 or -1) times `delta`. */
+export function addCounts(counts: ConnectionCounts, delta: ConnectionCounts, sign: 1 | -1 = 1): ConnectionCounts {
+  return {
+    outbound: counts.outbound + sign * delta.outbound,
+    inbound: counts.inbound + sign * delta.inbound,
+    pending: counts.pending + sign * delta.pending,
+  };
+}
+
+/** Counts connections against the limits: the sum of {@link countOf} over them. O(n). */
 export function countConnections(connections: Iterable<CountedConnection>): ConnectionCounts {
-  let outbound = 0;
-  let inbound = 0;
-  let pending = 0;
-  for (const c of connections) {
-    if (!HOLDS_SLOT.has(c.state) || c.waitsForSlot === true) continue;
-    if (c.direction === 'inbound') inbound++;
-    else outbound++;
-    if (PENDING.has(c.state)) pending++;
-  }
-  return { outbound, inbound, pending };
+  let counts = NO_CONNECTIONS;
+  for (const c of connections) counts = addCounts(counts, countOf(c));
+  return counts;
 }

@@ -8,7 +8,6 @@ import type { TrafficMetrics } from '../streams/metrics.js';
 import type { ConnectionKind, Direction } from '../streams/reconnect.js';
 import type { DisconnectReason } from '../transport/disconnect-reason.js';
 import type { AdmissionLimits } from './admission.js';
-import { countsOf } from './tables.js';
 import type { ConnectionRecord, Refusal, SupervisorContext } from './tables.js';
 
 /** A public snapshot of one connection. Times are ms on the supervisor clock. */
@@ -181,7 +180,7 @@ export function metricsOf(context: SupervisorContext, nowMs: number): Supervisor
   return {
     atMs: nowMs,
     connectionsByState: byState,
-    slots: countsOf(context.connections),
+    slots: context.slots,
     limits: context.config.limits,
     waitingForSlot: waiting,
     dials: counters.dials,

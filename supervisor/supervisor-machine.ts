@@ -4,27 +4,30 @@
  * (`admission.ts`), duplicates (`simultaneous-open.ts`), bans (`bans.ts`), eviction
  * (`eviction.ts`) and the reaper (`reaper.ts`). Every handler works on a {@link Draft} of the
  * context and queues its effects (spawn, send, stop, emit), applied in order after one assign.
+ * The draft writes the tables in place and keeps the counts up to date as records change, so one
+ * event costs O(1) whatever the number of connections (the 10,000-connection benchmark).
  *
  * Connection actors report to it through the actor system (`systemId: 'supervisor'`). Refusals
  * are emitted (`actor.on('refused', …)`) for the API to raise as typed errors.
  */
 import { assign, enqueueActions, setup } from 'xstate';
-import type { ActorRefFrom } from 'xstate';
+import type { ActorRefFrom, AnyActorLogic, AnyActorRef, AnyStateMachine } from 'xstate';
 import { connectionMachine } from '../machines/connection.js';
 import type { ConnectionCommand, ConnectionInput, ConnectionReport } from '../machines/connection.js';
 import { DEFAULT_VIOLATION_BAN, recordViolation } from '../streams/reconnect.js';
 import type { ConnectionKind } from '../streams/reconnect.js';
 import type { DisconnectReason } from '../transport/disconnect-reason.js';
-import { admitInbound, admitOutbound, DEFAULT_LIMITS } from './admission.js';
+import { addCounts, admitInbound, admitOutbound, DEFAULT_LIMITS, NO_CONNECTIONS } from './admission.js';
 import { ban, emptyBans, findBan, normalizeIp, pruneExpired, unban, DEFAULT_BAN_DURATION_MS } from './bans.js';
 import type { BanTarget } from './bans.js';
 import { DEFAULT_EVICTION_OPTIONS, EVICTION_DISCONNECT_REASON, selectInboundToEvict } from './eviction.js';
 import type { EvictionCandidate } from './eviction.js';
 import { hostOfRemoteAddress } from './netgroup.js';
+import { connectionActorsOf, forgetConnectionActor, spawnConnectionActor } from './connection-actors.js';
 import { DEFAULT_REAPER_SETTINGS, reap } from './reaper.js';
 import type { LinkUsage } from './reaper.js';
 import { chooseSurvivor } from './simultaneous-open.js';
-import { countsOf, hasEnded, isLive, newRecord, withoutConnection, zeroCounters } from './tables.js';
+import { dropIndexEntries, hasEnded, isLive, newRecord, slotsOf, sweepStaleIndexes, zeroCounters } from './tables.js';
 import type { ConnectionRecord, Refusal, SupervisorConfig, SupervisorContext } from './tables.js';
 
 export type { ConnectionRecord, Refusal, SupervisorConfig, SupervisorContext } from './tables.js';
@@ -70,6 +73,8 @@ export type SupervisorCommand =
   | { type: 'disconnect'; peerId: string; reason: DisconnectReason }
   /** Close every connection for good (shutdown). */
   | { type: 'disconnectAll'; reason: DisconnectReason }
+  /** Stop every connection actor now and drop its record (end of a shutdown, after `disconnectAll` had its time). */
+  | { type: 'stopAll' }
   /** Ban a peer ID and/or IP for `durationMs` (default from the config) and close what matches with PeerBanned. */
   | { type: 'ban'; target: BanTarget; durationMs?: number; reason?: string }
   /** Lift a ban. */
@@ -98,7 +103,11 @@ type Effect =
   | { kind: 'stop'; id: string }
   | { kind: 'emit'; event: SupervisorEmitted };
 
-/** A working copy of the context plus the effects a handler queues. */
+/**
+ * The context a handler works on plus the effects it queues. The top level and the counters are
+ * copies; the tables are the context's own, written in place, and every record change goes
+ * through {@link Draft.put}, which keeps `slots` and `waiting` in step.
+ */
 class Draft {
   readonly context: SupervisorContext;
   readonly effects: Effect[] = [];
@@ -108,11 +117,6 @@ class Draft {
   constructor(context: SupervisorContext) {
     this.context = {
       ...context,
-      connections: { ...context.connections },
-      byPeer: { ...context.byPeer },
-      byAddress: { ...context.byAddress },
-      persistentPeers: { ...context.persistentPeers },
-      violationsByIp: { ...context.violationsByIp },
       counters: {
         ...context.counters,
         endsByReason: { ...context.counters.endsByReason },
@@ -131,7 +135,22 @@ class Draft {
 
   update(id: string, fields: Partial<ConnectionRecord>): void {
     const record = this.context.connections[id];
-    if (record) this.context.connections[id] = { ...record, ...fields };
+    if (record) this.put(id, { ...record, ...fields });
+  }
+
+  /** Replaces (or, with `next` undefined, deletes) a record, moving its share of the counts. */
+  private put(id: string, next: ConnectionRecord | undefined): void {
+    const { context } = this;
+    const previous = context.connections[id];
+    if (previous) context.slots = addCounts(context.slots, slotsOf(previous), -1);
+    if (next) {
+      context.connections[id] = next;
+      context.slots = addCounts(context.slots, slotsOf(next));
+    } else {
+      delete context.connections[id];
+    }
+    if (next && next.waitTicket !== null && next.state === 'backoff') context.waiting[id] = next.waitTicket;
+    else delete context.waiting[id];
   }
 
   send(to: string, event: ConnectionCommand): void {
@@ -155,7 +174,7 @@ class Draft {
   }
 
   spawn(record: ConnectionRecord): void {
-    this.context.connections[record.connectionId] = record;
+    this.put(record.connectionId, record);
     this.effects.push({
       kind: 'spawn',
       input: {
@@ -170,7 +189,11 @@ class Draft {
   }
 
   remove(id: string): void {
-    Object.assign(this.context, withoutConnection(this.context, id));
+    const record = this.context.connections[id];
+    if (record) {
+      dropIndexEntries(this.context, record);
+      this.put(id, undefined);
+    }
     this.effects.push({ kind: 'stop', id });
   }
 }
@@ -206,15 +229,19 @@ function closeBanned(draft: Draft, target: BanTarget): void {
  * waits because the remote was short of resources must not redial just because we have room.
  */
 function resumeWaiting(draft: Draft, freed: number): void {
+  const { context } = draft;
   for (let n = 0; n < freed; n++) {
-    let oldest: ConnectionRecord | undefined;
-    for (const record of Object.values(draft.context.connections)) {
-      if (record.waitTicket === null || record.state !== 'backoff') continue;
-      if (!oldest || record.waitTicket < (oldest.waitTicket ?? Infinity)) oldest = record;
+    let oldest: string | undefined;
+    let oldestTicket = Infinity;
+    for (const [id, ticket] of Object.entries(context.waiting)) {
+      if (ticket < oldestTicket) {
+        oldest = id;
+        oldestTicket = ticket;
+      }
     }
-    if (!oldest || admitOutbound(countsOf(draft.context.connections), draft.context.config.limits).admit !== true) return;
-    draft.update(oldest.connectionId, { waitTicket: null });
-    draft.send(oldest.connectionId, { type: 'resources.available' });
+    if (oldest === undefined || admitOutbound(context.slots, context.config.limits).admit !== true) return;
+    draft.update(oldest, { waitTicket: null });
+    draft.send(oldest, { type: 'resources.available' });
   }
 }
 
@@ -246,7 +273,7 @@ function onConnect(draft: Draft, event: Extract<SupervisorCommand, { type: 'conn
     draft.refuse(event.connectionId, 'PeerBanned', `${event.address} is banned until ${banned.until} ms (${banned.reason})`);
     return;
   }
-  const verdict = admitOutbound(countsOf(context.connections), context.config.limits);
+  const verdict = admitOutbound(context.slots, context.config.limits);
   if (verdict.admit === false) {
     draft.refuse(event.connectionId, verdict.refusal, verdict.detail);
     return;
@@ -263,7 +290,7 @@ function onInbound(draft: Draft, event: Extract<SupervisorCommand, { type: 'inbo
     draft.refuse(event.connectionId, 'PeerBanned', `${event.remoteAddress} is banned (${banned.reason})`);
     return;
   }
-  let verdict = admitInbound(countsOf(context.connections), context.config.limits);
+  let verdict = admitInbound(context.slots, context.config.limits);
   if (verdict.admit === false && verdict.refusal === 'TooManyPendingConnections') {
     // A flood of sockets that never speak must not lock out a peer that does (issue 6 item 4):
     // the silent pending connection gives its slot up; one that is handshaking keeps it.
@@ -273,7 +300,7 @@ function onInbound(draft: Draft, event: Extract<SupervisorCommand, { type: 'inbo
     if (silent) {
       context.counters.pendingReclaimed++;
       draft.close(silent.connectionId, 'ResourceConstraint');
-      verdict = admitInbound(countsOf(context.connections), context.config.limits);
+      verdict = admitInbound(context.slots, context.config.limits);
     }
   }
   if (verdict.admit === false) {
@@ -372,8 +399,9 @@ function onTransition(draft: Draft, event: Extract<ConnectionReport, { type: 'co
   if (event.to === 'closed' || event.to === 'banned') {
     draft.remove(event.connectionId);
   } else if (event.to === 'backoff' && !waits) {
-    // A redial must fit the limits like a new dial; if it would not, it waits for a free slot.
-    if (admitOutbound(countsOf(context.connections, event.connectionId), context.config.limits).admit !== true) {
+    // A redial must fit the limits like a new dial (counted without its own slot); if it would not, it waits for a free slot.
+    const others = addCounts(context.slots, slotsOf(draft.record(event.connectionId) as ConnectionRecord), -1);
+    if (admitOutbound(others, context.config.limits).admit !== true) {
       draft.update(event.connectionId, { waitTicket: context.nextWaitTicket++ });
       draft.send(event.connectionId, { type: 'resources.wait' });
     }
@@ -439,6 +467,7 @@ function onReaperTick(draft: Draft, event: Extract<SupervisorCommand, { type: 'r
   }
   for (const id of verdict.sweep) draft.remove(id);
   draft.freedSlots += verdict.sweep.length;
+  sweepStaleIndexes(context);
   context.bans = pruneExpired(context.bans, draft.now);
   const windowMs = context.config.violationBan.windowMs;
   for (const [ip, times] of Object.entries(context.violationsByIp)) {
@@ -460,13 +489,18 @@ function handle(draft: Draft, event: SupervisorEvent): void {
       return onConnect(draft, event);
     case 'inbound':
       return onInbound(draft, event);
-    case 'disconnect':
-      for (const record of Object.values(draft.context.connections)) {
-        if (record.peerId === event.peerId) draft.close(record.connectionId, event.reason);
-      }
+    case 'disconnect': {
+      // The connection that serves the peer; any other record of the peer is closing for good
+      // already (a duplicate's loser, a banned arrival), so no O(n) scan is needed.
+      const record = draft.record(draft.context.byPeer[event.peerId]);
+      if (record) draft.close(record.connectionId, event.reason);
       return;
+    }
     case 'disconnectAll':
       for (const id of Object.keys(draft.context.connections)) draft.close(id, event.reason);
+      return;
+    case 'stopAll':
+      for (const id of Object.keys(draft.context.connections)) draft.remove(id);
       return;
     case 'ban':
       return onBan(draft, event);
@@ -504,6 +538,12 @@ function handle(draft: Draft, event: SupervisorEvent): void {
   }
 }
 
+/** The connection logic given to `setup()` or `provide()` (what `spawnChild('connection')` would use). */
+function connectionLogicOf(self: AnyActorRef): AnyActorLogic {
+  const machine = (self.getSnapshot() as { machine: AnyStateMachine }).machine;
+  return machine.implementations.actors['connection'] as AnyActorLogic;
+}
+
 /**
  * The supervisor machine. Provide `actors.connection` (the connection machine with its link and
  * policies), `actions.publish` (receives every connection report, for `events$`) and
@@ -522,17 +562,32 @@ export const supervisorMachine = setup({
   actions: {
     publish: (_, _report: ConnectionReport) => undefined,
     stamp: assign({ nowMs: () => performance.now() }),
-    /** Runs the event's handler on a draft, then one assign and the queued effects, in order. */
-    apply: enqueueActions(({ context, event, enqueue }) => {
+    /**
+     * Runs the event's handler on a draft, then one assign and the queued effects, in order.
+     * Connection actors live in `connection-actors.ts`, not in `snapshot.children` (O(1) spawn
+     * and stop at 10,000 connections); commands reach them with a direct `send`.
+     */
+    apply: enqueueActions(({ context, event, enqueue, self }) => {
       const draft = new Draft(context);
       handle(draft, event);
       resumeWaiting(draft, draft.freedSlots);
       enqueue.assign(draft.context);
+      const actors = connectionActorsOf(self);
       for (const effect of draft.effects) {
-        if (effect.kind === 'spawn') enqueue.spawnChild('connection', { id: effect.input.connectionId, input: effect.input });
-        else if (effect.kind === 'send') enqueue.sendTo(effect.to, effect.event);
-        else if (effect.kind === 'stop') enqueue.stopChild(effect.id);
-        else enqueue.emit(effect.event);
+        if (effect.kind === 'spawn') {
+          const { input } = effect;
+          enqueue(() => spawnConnectionActor(self, connectionLogicOf(self), input.connectionId, input));
+        } else if (effect.kind === 'send') {
+          const { to, event: command } = effect;
+          enqueue(() => actors.get(to)?.send(command));
+        } else if (effect.kind === 'stop') {
+          const { id } = effect;
+          // Resolved when reached, so an actor spawned earlier in this step is found.
+          enqueue.stopChild(() => actors.get(id) ?? id);
+          enqueue(() => forgetConnectionActor(self, id));
+        } else {
+          enqueue.emit(effect.event);
+        }
       }
     }),
   },
@@ -546,6 +601,8 @@ export const supervisorMachine = setup({
     byPeer: {},
     byAddress: {},
     persistentPeers: {},
+    slots: NO_CONNECTIONS,
+    waiting: {},
     nextWaitTicket: 1,
     bans: emptyBans(),
     violationsByIp: {},
@@ -557,6 +614,7 @@ export const supervisorMachine = setup({
     inbound: { actions: ['stamp', 'apply'] },
     disconnect: { actions: ['stamp', 'apply'] },
     disconnectAll: { actions: ['stamp', 'apply'] },
+    stopAll: { actions: ['stamp', 'apply'] },
     ban: { actions: ['stamp', 'apply'] },
     unban: { actions: ['stamp', 'apply'] },
     release: { actions: ['stamp', 'apply'] },

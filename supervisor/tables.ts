@@ -7,7 +7,7 @@ import type { ConnectionState } from '../machines/connection.js';
 import type { HealthCategory } from '../streams/health.js';
 import type { ConnectionKind, Direction, ViolationBanRule } from '../streams/reconnect.js';
 import type { DisconnectReason } from '../transport/disconnect-reason.js';
-import { countConnections } from './admission.js';
+import { countConnections, countOf } from './admission.js';
 import type { AdmissionLimits, ConnectionCounts } from './admission.js';
 import type { BanList } from './bans.js';
 import type { EvictionOptions } from './eviction.js';
@@ -85,7 +85,12 @@ export interface SupervisorCounters {
   pendingReclaimed: number;
 }
 
-/** Context of the supervisor actor. */
+/**
+ * Context of the supervisor actor. The tables (`connections`, the indexes, `waiting`,
+ * `persistentPeers`, `violationsByIp`) are updated in place, so an event costs O(1) at 10,000
+ * connections instead of a copy of every table; each record is replaced on change, never mutated,
+ * so a record read from a snapshot stays as it was.
+ */
 export interface SupervisorContext {
   readonly localPeerId: string;
   readonly config: SupervisorConfig;
@@ -99,6 +104,10 @@ export interface SupervisorContext {
   byAddress: Record<string, string>;
   /** Dial address of every identified persistent peer: whichever connection serves it is kept persistent. */
   persistentPeers: Record<string, string>;
+  /** Counts against the limits, kept equal to `countsOf(connections)` on every record change. */
+  slots: ConnectionCounts;
+  /** Ticket of each connection waiting in Backoff for a free slot (AfterResourcesAvailable), by connection ID. */
+  waiting: Record<string, number>;
   /** Next ticket for connections waiting on AfterResourcesAvailable. */
   nextWaitTicket: number;
   /** Banned peer IDs and IPs (see `bans.ts`). */
@@ -163,7 +172,12 @@ export function isLive(record: ConnectionRecord): boolean {
   return !hasEnded(record) && record.state !== 'disconnecting' && record.state !== 'backoff';
 }
 
-/** Counts of the records against the limits (see `countConnections`). */
+/** What one record adds to the counts against the limits (see `countOf`). */
+export function slotsOf(record: ConnectionRecord): ConnectionCounts {
+  return countOf({ direction: record.direction, state: record.state, waitsForSlot: record.waitTicket !== null });
+}
+
+/** Counts of the records against the limits, recomputed from scratch (O(n); the context keeps `slots`). */
 export function countsOf(connections: Record<string, ConnectionRecord>, except?: string): ConnectionCounts {
   const counted: ConnectionRecord[] = [];
   for (const record of Object.values(connections)) {
@@ -172,17 +186,25 @@ export function countsOf(connections: Record<string, ConnectionRecord>, except?:
   return countConnections(counted.map((r) => ({ direction: r.direction, state: r.state, waitsForSlot: r.waitTicket !== null })));
 }
 
-/** The tables without `connectionId`: its record and every index entry that points at it. O(n). */
-export function withoutConnection(
-  context: SupervisorContext,
-  connectionId: string,
-): Pick<SupervisorContext, 'connections' | 'byPeer' | 'byAddress'> {
-  const connections = { ...context.connections };
-  delete connections[connectionId];
-  const others = ([, id]: [string, string]): boolean => id !== connectionId;
-  return {
-    connections,
-    byPeer: Object.fromEntries(Object.entries(context.byPeer).filter(others)),
-    byAddress: Object.fromEntries(Object.entries(context.byAddress).filter(others)),
-  };
+/**
+ * Deletes, in place, the index entries under the record's own keys (its peer ID, its address,
+ * its listen addresses) that point at it. O(listen addresses). An entry left under a key the
+ * record no longer carries is stale, harmless (lookups check the record exists) and swept by
+ * {@link sweepStaleIndexes}.
+ */
+export function dropIndexEntries(context: Pick<SupervisorContext, 'byPeer' | 'byAddress'>, record: ConnectionRecord): void {
+  const id = record.connectionId;
+  if (record.peerId !== null && context.byPeer[record.peerId] === id) delete context.byPeer[record.peerId];
+  for (const address of [record.address, ...record.listenAddresses]) {
+    if (address !== null && context.byAddress[address] === id) delete context.byAddress[address];
+  }
+}
+
+/** Deletes, in place, every index entry that points at no record. O(n): the reaper runs it. */
+export function sweepStaleIndexes(context: Pick<SupervisorContext, 'connections' | 'byPeer' | 'byAddress'>): void {
+  for (const index of [context.byPeer, context.byAddress]) {
+    for (const [key, id] of Object.entries(index)) {
+      if (!context.connections[id]) delete index[key];
+    }
+  }
 }
