@@ -3,10 +3,19 @@
  * and listener); the node is one supervisor that dials persistent connections, so a lost socket
  * takes the connection to Backoff. Defaults everywhere (ping every 10 s, node:crypto), except the
  * connection limits, raised so the cases fit.
+ *
+ * It runs the built package (`dist/`, what users embed; `npm run bench` builds it first), not the
+ * TypeScript sources through tsx: tsx's transform wraps every closure in a `__name` call that
+ * gives it its own property store, about 10 KiB of heap per connection that no user pays.
  */
+import { existsSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
-import { createSupervisor, tcpTransport } from '../../index.js';
+import type * as Peerwarden from '../../index.js';
 import type { Supervisor, Transport } from '../../index.js';
+
+const DIST = new URL('../../dist/index.js', import.meta.url);
+if (!existsSync(DIST)) throw new Error('dist/ is missing: run `npm run build` (npm run bench does)');
+const { createSupervisor, tcpTransport } = (await import(DIST.href)) as typeof Peerwarden;
 import { SINK_PROTOCOL } from '../impl.js';
 import type { BenchConnection, BenchImpl, BenchNode, PeerGroup } from '../impl.js';
 
