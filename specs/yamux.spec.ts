@@ -2,9 +2,10 @@
  * yamux sessions and streams over real TCP sockets on 127.0.0.1 (HashiCorp yamux spec.md).
  *
  * Covers bulk transfer, frames split at every byte, many concurrent and sequential streams,
- * half-close, flow control credited on read, GoAway, RST, ping, graceful and forced close, and
- * hostile input (crafted frames and fast-check fuzzing) ending only in ProtocolViolation or a
- * clean close. No test sleeps: every wait is on an event or a promise.
+ * half-close, flow control credited on read, receive-window auto-tuning (with an injected clock)
+ * and its budget, Data bodies streamed to their stream as they arrive, GoAway, RST, ping, graceful
+ * and forced close, and hostile input (crafted frames and fast-check fuzzing) ending only in
+ * ProtocolViolation or a clean close. No test sleeps: every wait is on an event or a promise.
  */
 import { describe, it } from 'node:test';
 import { strict as assert } from 'node:assert';
@@ -31,6 +32,7 @@ import {
   encodeHeader,
 } from '../transport/yamux/index.js';
 import type { FrameHeader, FrameHeaderInit, YamuxSessionOptions, YamuxStream } from '../transport/yamux/index.js';
+import type { SessionTimers } from '../transport/yamux/session.js';
 import { readAll, sha256, tcpPair, waitClosed, writeAll } from './support/sockets.js';
 
 // ---- helpers -------------------------------------------------------------------------------
@@ -862,6 +864,149 @@ describe('yamux over TCP', { timeout: 60_000 }, () => {
           { numRuns: 150 },
         );
       });
+    });
+  });
+});
+
+// ---- receive window auto-tuning and streamed bodies ------------------------------------------
+
+/** A clock whose `now()` is what `time` returns; real (unref'd) timers for the violation linger. */
+function clockAt(time: () => number): SessionTimers {
+  return {
+    setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
+    clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+    now: time,
+  };
+}
+
+/**
+ * Plays the sender of stream 1 against a raw peer: `rounds` times, sends all the credit it has in
+ * one Data frame and waits for the next WindowUpdate. Returns the grants seen (bytes) and checks
+ * the session never fails (it would on data beyond the window it granted).
+ */
+async function sendRounds(peer: RawPeer, rounds: number): Promise<number[]> {
+  const { raw, reader, session } = peer;
+  const isCredit = (h: FrameHeader): boolean => h.type === FrameType.WindowUpdate && h.streamId === 1 && h.flags === 0;
+  let credit = INITIAL_STREAM_WINDOW;
+  let seen = reader.frames.length;
+  const grants: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    raw.write(frame({ type: FrameType.Data, flags: 0, streamId: 1, length: credit }, Buffer.alloc(credit, round)));
+    credit = 0;
+    const update = await reader.next(isCredit, seen);
+    seen = reader.frames.indexOf(update) + 1;
+    grants.push(update.length);
+    credit += update.length;
+  }
+  assert.equal(session.closed, false);
+  return grants;
+}
+
+describe('yamux receive window auto-tuning', { timeout: 60_000 }, () => {
+  it('a reader that keeps up doubles the window it grants, up to maxStreamWindow', async () => {
+    const inbound = deferred<YamuxStream>();
+    const onStream = (stream: YamuxStream): void => {
+      stream.resume();
+      inbound.resolve(stream);
+    };
+    const maxStreamWindow = 4 * INITIAL_STREAM_WINDOW;
+    await withRawPeer({ onStream, maxStreamWindow, timers: clockAt(() => 0) }, async (peer) => {
+      peer.raw.write(frame({ type: FrameType.WindowUpdate, flags: Flag.SYN, streamId: 1, length: 0 }));
+      const grants = await sendRounds(peer, 6);
+      const stream = await inbound.promise;
+      assert.equal(stream.receiveWindowSize, maxStreamWindow);
+      assert.ok(Math.max(...grants) > INITIAL_STREAM_WINDOW, `grants ${grants.join(', ')}`);
+      assert.ok(Math.max(...grants) <= maxStreamWindow, `grants ${grants.join(', ')}`);
+      assert.ok(stream.receiveWindow <= maxStreamWindow);
+    });
+  });
+
+  it('a reader slower than the growth threshold keeps the initial window', async () => {
+    const inbound = deferred<YamuxStream>();
+    const onStream = (stream: YamuxStream): void => {
+      stream.resume();
+      inbound.resolve(stream);
+    };
+    let time = 0;
+    await withRawPeer({ onStream, timers: clockAt(() => (time += 1_000)) }, async (peer) => {
+      peer.raw.write(frame({ type: FrameType.WindowUpdate, flags: Flag.SYN, streamId: 1, length: 0 }));
+      const grants = await sendRounds(peer, 4);
+      assert.equal((await inbound.promise).receiveWindowSize, INITIAL_STREAM_WINDOW);
+      for (const grant of grants) assert.ok(grant <= INITIAL_STREAM_WINDOW, `grant of ${grant}`);
+    });
+  });
+
+  it('growth comes out of the session budget, which a closed stream gives back; maxStreamWindow = initialWindow disables it', async () => {
+    const streams: YamuxStream[] = [];
+    const onStream = (stream: YamuxStream): void => {
+      stream.resume();
+      streams.push(stream);
+    };
+    const options = { onStream, maxStreamWindow: 4 * INITIAL_STREAM_WINDOW, windowGrowthBudget: INITIAL_STREAM_WINDOW, timers: clockAt(() => 0) };
+    await withRawPeer(options, async (peer) => {
+      peer.raw.write(frame({ type: FrameType.WindowUpdate, flags: Flag.SYN, streamId: 1, length: 0 }));
+      await sendRounds(peer, 4);
+      const first = streams[0];
+      assert.ok(first !== undefined);
+      assert.equal(first.receiveWindowSize, 2 * INITIAL_STREAM_WINDOW, 'one doubling is all the budget allows');
+      const firstClosed = streamClosed(first);
+      peer.raw.write(frame({ type: FrameType.WindowUpdate, flags: Flag.RST, streamId: 1, length: 0 }));
+      await firstClosed;
+
+      // Stream 3 gets the budget back. Its grants are read off the wire like stream 1's.
+      peer.raw.write(frame({ type: FrameType.WindowUpdate, flags: Flag.SYN, streamId: 3, length: 0 }));
+      const isCredit3 = (h: FrameHeader): boolean => h.type === FrameType.WindowUpdate && h.streamId === 3 && h.flags === 0;
+      const seen = peer.reader.frames.length;
+      peer.raw.write(frame({ type: FrameType.Data, flags: 0, streamId: 3, length: INITIAL_STREAM_WINDOW }, Buffer.alloc(INITIAL_STREAM_WINDOW)));
+      await peer.reader.next(isCredit3, seen);
+      assert.equal(streams[1]?.receiveWindowSize, 2 * INITIAL_STREAM_WINDOW);
+    });
+
+    const unused = new Duplex({ read() {}, write(_chunk, _encoding, callback) { callback(); } });
+    assert.throws(() => new YamuxSession(unused, { role: 'client', maxStreamWindow: INITIAL_STREAM_WINDOW - 1 }), RangeError);
+    unused.destroy();
+    const fixed = deferred<YamuxStream>();
+    await withRawPeer(
+      {
+        onStream: (stream) => {
+          stream.resume();
+          fixed.resolve(stream);
+        },
+        maxStreamWindow: INITIAL_STREAM_WINDOW,
+        timers: clockAt(() => 0),
+      },
+      async (peer) => {
+        peer.raw.write(frame({ type: FrameType.WindowUpdate, flags: Flag.SYN, streamId: 1, length: 0 }));
+        const grants = await sendRounds(peer, 3);
+        assert.equal((await fixed.promise).receiveWindowSize, INITIAL_STREAM_WINDOW);
+        for (const grant of grants) assert.ok(grant <= INITIAL_STREAM_WINDOW, `grant of ${grant}`);
+      },
+    );
+  });
+
+  it('hands a Data body to its stream as it arrives, before the whole frame is in', async () => {
+    const inbound = deferred<YamuxStream>();
+    await withRawPeer({ onStream: (stream) => inbound.resolve(stream) }, async ({ raw }) => {
+      const body = randomBytes(200_000);
+      // A SYN with an empty body announces the stream at once; then one long frame, sent in two parts.
+      raw.write(frame({ type: FrameType.WindowUpdate, flags: Flag.SYN, streamId: 1, length: 0 }));
+      const stream = await inbound.promise;
+      const received: Buffer[] = [];
+      let total = 0;
+      const firstPart = new Promise<void>((resolve) => {
+        stream.on('data', (chunk: Buffer) => {
+          received.push(chunk);
+          total += chunk.length;
+          if (total === 1000) resolve();
+        });
+      });
+      raw.write(Buffer.concat([encodeHeader({ type: FrameType.Data, flags: 0, streamId: 1, length: body.length }), body.subarray(0, 1000)]));
+      await firstPart;
+      const ended = once(stream, 'end');
+      raw.write(body.subarray(1000));
+      raw.write(frame({ type: FrameType.WindowUpdate, flags: Flag.FIN, streamId: 1, length: 0 }));
+      await ended;
+      assert.deepEqual(Buffer.concat(received), body);
     });
   });
 });

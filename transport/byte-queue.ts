@@ -47,6 +47,43 @@ export class ByteQueue {
     return this.gather(n, true);
   }
 
+  /**
+   * Removes the first `n` bytes and returns them as views of the queued chunks, in order, without
+   * copying (one view per chunk the bytes span; none for `n` = 0), or `undefined` (and removes
+   * nothing) while fewer than `n` bytes are queued. The views share memory with the pushed chunks.
+   */
+  readViews(n: number): Buffer[] | undefined {
+    if (n > this.size) return undefined;
+    const views: Buffer[] = [];
+    while (n > 0) {
+      const view = this.shift(n) as Buffer;
+      views.push(view);
+      n -= view.length;
+    }
+    return views;
+  }
+
+  /**
+   * Removes and returns up to `max` bytes from the first queued chunk, as a view (no copy), or
+   * `undefined` when the queue is empty or `max` is 0. Lets a parser pass bytes on as they arrive.
+   */
+  shift(max: number): Buffer | undefined {
+    const first = this.chunks[0];
+    if (first === undefined || max <= 0) return undefined;
+    const available = first.length - this.head;
+    if (max >= available) {
+      const out = this.head === 0 ? first : first.subarray(this.head);
+      this.chunks.shift();
+      this.head = 0;
+      this.size -= available;
+      return out;
+    }
+    const out = first.subarray(this.head, this.head + max);
+    this.head += max;
+    this.size -= max;
+    return out;
+  }
+
   /** Removes and returns everything queued as one Buffer. */
   readAll(): Buffer {
     return this.read(this.size) ?? Buffer.alloc(0);

@@ -24,21 +24,30 @@ export const MAX_FRAME_CIPHERTEXT = 65535;
 /** Largest plaintext one frame can carry, in bytes: 65535 - 16. */
 export const MAX_FRAME_PLAINTEXT = MAX_FRAME_CIPHERTEXT - TAG_LENGTH;
 
-/**
- * Plaintext of each full frame we send: one byte under the maximum, so a full frame is exactly
- * 65536 bytes on the wire and, in a batch laid out from a 4-byte-aligned base, every ciphertext
- * starts 4-byte aligned, which keeps ChaCha20 on its fast path for in-place encryption.
- */
-const SEND_FRAME_PLAINTEXT = MAX_FRAME_PLAINTEXT - 1;
-/** Frames encrypted into one socket write (about 1 MiB), bounding memory for huge writes. */
+/** Frames encrypted and handed to the socket in one corked batch (one `writev`, about 1 MiB). */
 const FRAMES_PER_BATCH = 16;
-/** Default high-water mark of both sides of the channel, in bytes: about one full frame. */
-const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
+/**
+ * Bytes the socket may still hold unsent after a batch before we wait for its 'drain': enough
+ * that the next batch is being encrypted while the kernel still has bytes to send.
+ */
+const SOCKET_BACKLOG = 256 * 1024;
+/**
+ * Pieces of a frame shorter than this (bytes) are copied together and encrypted in one call; a
+ * frame shorter than this is sealed in place in one buffer (one socket write).
+ */
+const SMALL_PIECE = 4 * 1024;
+/** Default high-water mark of the readable side, in bytes: about one full frame. */
+const DEFAULT_READABLE_HIGH_WATER_MARK = 64 * 1024;
+/** Default high-water mark of the writable side, in bytes: several frames, so writes batch. */
+const DEFAULT_WRITABLE_HIGH_WATER_MARK = 256 * 1024;
 const EMPTY = new Uint8Array(0);
 
 /** Options of {@link SecureChannel}. */
 export interface SecureChannelOptions {
-  /** High-water mark of the readable and writable sides, in bytes (default 65536). */
+  /**
+   * High-water mark of the readable and writable sides, in bytes (default 65536 for the readable
+   * side, 262144 for the writable side).
+   */
   readonly highWaterMark?: number;
   /**
    * Keep our writable side open after the peer ended its side (default true). When false, the
@@ -51,11 +60,11 @@ export interface SecureChannelOptions {
  * A `Duplex` of plaintext bytes over `socket`, framed and encrypted as described in the module
  * doc. The channel owns the socket from construction on: do not read, write or pause it directly.
  *
- * - Writes of any size are split into frames; the frames of one write (or of several queued
- *   writes) are encrypted into one buffer and handed to the socket in one `write` per ~1 MiB.
- * - Backpressure: a write's callback runs only once the socket took the bytes without going over
- *   its high-water mark, or after its `'drain'`; when our readable side is full the socket is
- *   paused until `_read`.
+ * - Writes of any size are split into frames of up to 65519 plaintext bytes; the frames of one
+ *   write (or of several queued writes) are encrypted straight from the written buffers and
+ *   handed to the corked socket, one `writev` per ~1 MiB, without copying the ciphertext.
+ * - Backpressure: a write's callback runs once the socket holds at most 256 KiB unsent, else
+ *   after its `'drain'`; when our readable side is full the socket is paused until `_read`.
  * - Errors: a frame shorter than the tag, a failed decrypt, or the connection ending inside a
  *   frame destroys the channel with `ProtocolViolation` (and destroys the socket); a socket error
  *   or a close before the peer's end destroys it with `ConnectionClosed` (socket error as `cause`).
@@ -125,11 +134,10 @@ export class SecureChannel extends Duplex {
    *   past the handshake (consumed before anything else from the socket).
    */
   constructor(socket: Duplex, handshake: HandshakeResult, options: SecureChannelOptions = {}) {
-    const highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
     const duplexOptions: DuplexOptions = {
       allowHalfOpen: options.allowHalfOpen ?? true,
-      readableHighWaterMark: highWaterMark,
-      writableHighWaterMark: highWaterMark,
+      readableHighWaterMark: options.highWaterMark ?? DEFAULT_READABLE_HIGH_WATER_MARK,
+      writableHighWaterMark: options.highWaterMark ?? DEFAULT_WRITABLE_HIGH_WATER_MARK,
       decodeStrings: true,
     };
     super(duplexOptions);
@@ -204,16 +212,20 @@ export class SecureChannel extends Duplex {
       }
       if (inbound.length < FRAME_LENGTH_BYTES + length) break;
       inbound.skip(FRAME_LENGTH_BYTES);
-      const frame = inbound.read(length) as Buffer;
-      let plaintext: Uint8Array;
+      // Views of the socket's chunks: a frame spanning two reads is decrypted piece by piece, not gathered.
+      const frame = inbound.readViews(length) as Buffer[];
+      let plaintext: Buffer[];
       try {
-        plaintext = this.receiveCipher.decryptWithAd(EMPTY, frame);
+        plaintext = this.receiveCipher.decryptPiecesWithAd(EMPTY, frame);
       } catch (error) {
         this.destroy(error instanceof PeerwardenError ? error : new ProtocolViolation('frame decrypt failed', { cause: error }));
         return;
       }
-      if (plaintext.length === 0) continue;
-      if (!this.push(Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.length))) {
+      let room = true;
+      for (const piece of plaintext) {
+        if (piece.length > 0) room = this.push(piece);
+      }
+      if (!room) {
         this.readPaused = true;
         this.socket.pause();
       }
@@ -229,8 +241,8 @@ export class SecureChannel extends Duplex {
   }
 
   /**
-   * Encrypts `chunks` into frames, batch by batch, writing each batch to the socket; calls
-   * `callback` once the last batch was accepted below the socket's high-water mark (or drained).
+   * Encrypts `chunks` into frames, batch by batch, writing each batch to the corked socket; calls
+   * `callback` once the socket holds at most {@link SOCKET_BACKLOG} bytes unsent (or drained).
    */
   private writeChunks(chunks: Buffer[], callback: (error?: Error | null) => void): void {
     let remaining = 0;
@@ -238,8 +250,8 @@ export class SecureChannel extends Duplex {
     let chunkIndex = 0;
     let chunkOffset = 0;
 
-    // Copies `length` plaintext bytes from the chunks, in order, into `target`.
-    const take = (target: Buffer, length: number): void => {
+    // Copies the next `length` plaintext bytes into `target` (small frames).
+    const copyInto = (target: Buffer, length: number): void => {
       let copied = 0;
       while (copied < length) {
         const chunk = chunks[chunkIndex] as Buffer;
@@ -254,20 +266,78 @@ export class SecureChannel extends Duplex {
       }
     };
 
+    // The next `length` plaintext bytes as views of the chunks; runs of small pieces are copied
+    // into one buffer, so a frame of many small writes costs one cipher call, not one per write.
+    const take = (length: number): Buffer[] => {
+      const pieces: Buffer[] = [];
+      let small: Buffer[] = [];
+      let smallBytes = 0;
+      const flushSmall = (): void => {
+        if (small.length === 1) pieces.push(small[0] as Buffer);
+        else if (small.length > 1) pieces.push(Buffer.concat(small, smallBytes));
+        small = [];
+        smallBytes = 0;
+      };
+      while (length > 0) {
+        const chunk = chunks[chunkIndex] as Buffer;
+        const n = Math.min(chunk.length - chunkOffset, length);
+        const view = n === chunk.length ? chunk : chunk.subarray(chunkOffset, chunkOffset + n);
+        if (n < SMALL_PIECE) {
+          small.push(view);
+          smallBytes += n;
+        } else {
+          flushSmall();
+          pieces.push(view);
+        }
+        length -= n;
+        chunkOffset += n;
+        if (chunkOffset === chunk.length) {
+          chunkIndex++;
+          chunkOffset = 0;
+        }
+      }
+      flushSmall();
+      return pieces;
+    };
+
     const next = (error?: Error): void => {
       if (error !== undefined) {
         callback(error);
         return;
       }
+      const socket = this.socket;
       try {
         while (remaining > 0) {
-          if (this.socket.destroyed || this.socket.writableEnded) {
+          if (socket.destroyed || socket.writableEnded) {
             callback(new ConnectionClosed('connection closed while writing'));
             return;
           }
-          const batch = this.encryptBatch(Math.min(remaining, SEND_FRAME_PLAINTEXT * FRAMES_PER_BATCH), take);
-          remaining -= batch.plaintextLength;
-          if (!this.socket.write(batch.bytes)) {
+          socket.cork();
+          try {
+            for (let frames = 0; frames < FRAMES_PER_BATCH && remaining > 0; frames++) {
+              const n = Math.min(remaining, MAX_FRAME_PLAINTEXT);
+              if (n < SMALL_PIECE) {
+                // A small frame is sealed in place in one buffer and leaves in one write.
+                const frame = Buffer.allocUnsafe(FRAME_LENGTH_BYTES + n + TAG_LENGTH);
+                frame.writeUInt16BE(n + TAG_LENGTH, 0);
+                const body = frame.subarray(FRAME_LENGTH_BYTES);
+                copyInto(body, n);
+                this.sendCipher.encryptWithAd(EMPTY, body.subarray(0, n), body);
+                socket.write(frame);
+              } else {
+                const sealed = this.sendCipher.encryptPiecesWithAd(EMPTY, take(n));
+                const prefix = Buffer.allocUnsafe(FRAME_LENGTH_BYTES);
+                prefix.writeUInt16BE(n + TAG_LENGTH, 0);
+                socket.write(prefix);
+                for (const part of sealed) socket.write(part);
+              }
+              remaining -= n;
+            }
+          } finally {
+            // One writev for the whole batch.
+            socket.uncork();
+          }
+          if (socket.writableLength > SOCKET_BACKLOG && socket.writableNeedDrain) {
             this.awaitingDrain = next;
             return;
           }
@@ -279,29 +349,6 @@ export class SecureChannel extends Duplex {
       callback();
     };
     next();
-  }
-
-  /** Lays out and encrypts in place the frames for `plaintextLength` bytes, in one buffer. */
-  private encryptBatch(
-    plaintextLength: number,
-    take: (target: Buffer, length: number) => void,
-  ): { bytes: Buffer; plaintextLength: number } {
-    const frames = Math.ceil(plaintextLength / SEND_FRAME_PLAINTEXT);
-    const size = plaintextLength + frames * (FRAME_LENGTH_BYTES + TAG_LENGTH);
-    // Unpooled memory starts 8-byte aligned; starting the batch 2 bytes in puts each ciphertext on a 4-byte boundary.
-    const bytes = Buffer.allocUnsafeSlow(size + 2).subarray(2);
-    let offset = 0;
-    let left = plaintextLength;
-    while (left > 0) {
-      const n = Math.min(left, SEND_FRAME_PLAINTEXT);
-      bytes.writeUInt16BE(n + TAG_LENGTH, offset);
-      const body = bytes.subarray(offset + FRAME_LENGTH_BYTES, offset + FRAME_LENGTH_BYTES + n + TAG_LENGTH);
-      take(body, n);
-      this.sendCipher.encryptWithAd(EMPTY, body.subarray(0, n), body);
-      offset += FRAME_LENGTH_BYTES + n + TAG_LENGTH;
-      left -= n;
-    }
-    return { bytes, plaintextLength };
   }
 }
 

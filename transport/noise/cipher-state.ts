@@ -10,6 +10,43 @@ const EMPTY = new Uint8Array(0);
 const ZEROS = new Uint8Array(KEY_LENGTH);
 
 /**
+ * An optional capability of a {@link NoiseCrypto}: ENCRYPT and DECRYPT (Noise §4.2, §12.3) over
+ * bytes given as a list of pieces, as they lie in a socket's chunks or a writer's buffers, so a
+ * transport frame is neither gathered into one buffer nor copied out of the cipher's output.
+ * `nodeCrypto` has it; a CipherState over a crypto without it concatenates and falls back to
+ * `encrypt` / `decrypt`.
+ */
+export interface PiecewiseAead {
+  /**
+   * ENCRYPT(k, n, ad, plaintext) where `plaintext` is the concatenation of `pieces`.
+   * @returns ciphertext || tag (`plaintext length + 16` bytes) as fresh Buffers, in order.
+   * @throws RangeError if the key is not 32 bytes.
+   */
+  encryptPieces(key: Uint8Array, nonce: bigint, ad: Uint8Array, pieces: readonly Uint8Array[]): Buffer[];
+  /**
+   * DECRYPT(k, n, ad, ciphertext) where ciphertext || tag is the concatenation of `pieces`.
+   * @returns the plaintext (`total - 16` bytes) as fresh Buffers, in order; nothing before the
+   *   tag is verified.
+   * @throws ProtocolViolation if the pieces hold fewer than 16 bytes or fail authentication.
+   */
+  decryptPieces(key: Uint8Array, nonce: bigint, ad: Uint8Array, pieces: readonly Uint8Array[]): Buffer[];
+}
+
+function isPiecewise(crypto: NoiseCrypto): crypto is NoiseCrypto & PiecewiseAead {
+  const candidate = crypto as Partial<PiecewiseAead>;
+  return typeof candidate.encryptPieces === 'function' && typeof candidate.decryptPieces === 'function';
+}
+
+function concatPieces(pieces: readonly Uint8Array[]): Uint8Array {
+  if (pieces.length === 1) return pieces[0] as Uint8Array;
+  return Buffer.concat(pieces);
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
  * One direction of Noise encryption: key `k` (32 bytes, or none before the first MixKey) and nonce
  * counter `n` (Noise §5.1).
  *
@@ -20,12 +57,14 @@ const ZEROS = new Uint8Array(KEY_LENGTH);
 export class CipherState {
   private key: Uint8Array | undefined;
   private n = 0n;
+  private readonly piecewise: PiecewiseAead | undefined;
 
   /** @param crypto the primitives; `key`, if given, is used as by InitializeKey(key). */
   constructor(
     private readonly crypto: NoiseCrypto,
     key?: Uint8Array,
   ) {
+    this.piecewise = isPiecewise(crypto) ? crypto : undefined;
     this.initializeKey(key);
   }
 
@@ -86,6 +125,45 @@ export class CipherState {
     const plaintext = this.crypto.decrypt(key, this.n, ad, ciphertext);
     this.n++;
     return plaintext;
+  }
+
+  /**
+   * EncryptWithAd(ad, plaintext) (§5.1) where `plaintext` is the concatenation of `pieces`: the
+   * same bytes as {@link encryptWithAd}, returned as Buffers whose concatenation is ciphertext ||
+   * tag (without a key: the plaintext pieces themselves). Uses the crypto's
+   * {@link PiecewiseAead} when it has one, so nothing is copied; else concatenates.
+   * @throws PeerwardenError code `'NONCE_EXHAUSTED'` when `n` is 2^64-1.
+   */
+  encryptPiecesWithAd(ad: Uint8Array, pieces: readonly Uint8Array[]): Buffer[] {
+    const key = this.key;
+    if (key === undefined) return pieces.map(asBuffer);
+    this.checkNonce();
+    const piecewise = this.piecewise;
+    const out =
+      piecewise !== undefined
+        ? piecewise.encryptPieces(key, this.n, ad, pieces)
+        : [asBuffer(this.crypto.encrypt(key, this.n, ad, concatPieces(pieces)))];
+    this.n++;
+    return out;
+  }
+
+  /**
+   * DecryptWithAd(ad, ciphertext) (§5.1) where ciphertext || tag is the concatenation of
+   * `pieces`: the plaintext as Buffers in order (without a key: the pieces themselves).
+   * @throws ProtocolViolation if authentication fails (then `n` is not incremented).
+   * @throws PeerwardenError code `'NONCE_EXHAUSTED'` when `n` is 2^64-1.
+   */
+  decryptPiecesWithAd(ad: Uint8Array, pieces: readonly Uint8Array[]): Buffer[] {
+    const key = this.key;
+    if (key === undefined) return pieces.map(asBuffer);
+    this.checkNonce();
+    const piecewise = this.piecewise;
+    const out =
+      piecewise !== undefined
+        ? piecewise.decryptPieces(key, this.n, ad, pieces)
+        : [asBuffer(this.crypto.decrypt(key, this.n, ad, concatPieces(pieces)))];
+    this.n++;
+    return out;
   }
 
   /**

@@ -22,7 +22,9 @@ export type { StreamDirection } from './stream.js';
 export {
   DEFAULT_MAX_PENDING_BYTES,
   DEFAULT_MAX_SEND_FRAME_LENGTH,
+  DEFAULT_MAX_STREAM_WINDOW,
   DEFAULT_MAX_STREAMS,
+  DEFAULT_WINDOW_GROWTH_BUDGET,
   StreamOpenRefused,
   YamuxSession,
 } from './session.js';

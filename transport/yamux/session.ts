@@ -33,20 +33,29 @@ import type { YamuxStreamHost } from './stream.js';
 
 /** Default cap on concurrent inbound streams; a SYN beyond it is answered with RST. */
 export const DEFAULT_MAX_STREAMS = 1024;
-/** Default payload cap of the Data frames we send, in bytes, so streams interleave fairly. */
-export const DEFAULT_MAX_SEND_FRAME_LENGTH = 64 * 1024;
+/**
+ * Default payload cap of the Data frames we send, in bytes: large enough that framing costs
+ * little, small enough that streams interleave fairly. Never above the spec's initial window, so
+ * any peer's frame cap (at least that window) accepts our frames.
+ */
+export const DEFAULT_MAX_SEND_FRAME_LENGTH = 256 * 1024;
+/** Default largest receive window a stream's auto-tuning may grow to, in bytes (as go-yamux and js yamux). */
+export const DEFAULT_MAX_STREAM_WINDOW = 16 * 1024 * 1024;
+/** Default budget, in bytes, of receive window the streams of one session may grow beyond their initial windows, together. */
+export const DEFAULT_WINDOW_GROWTH_BUDGET = 32 * 1024 * 1024;
 /** Default write backlog (bytes) tolerated beyond the connection's own buffering before we stop reading. */
 export const DEFAULT_MAX_PENDING_BYTES = 1024 * 1024;
 /** After a protocol violation, how long (ms) the GoAway may take to flush before the connection is destroyed. */
 const VIOLATION_LINGER_MS = 2_000;
 /** Bodies up to this size (bytes) are copied next to their header: one write instead of two. */
 const COALESCE_LIMIT = 4 * 1024;
-const EMPTY = Buffer.alloc(0);
 
-/** The timer functions a session uses (a subset of the injected clock of `streams/clock.ts`). */
+/** The clock a session uses (a subset of the injected clock of `streams/clock.ts`). */
 export interface SessionTimers {
   setTimeout(fn: () => void, ms: number): object | number;
   clearTimeout(handle: object | number): void;
+  /** Current time in ms, for receive-window auto-tuning; `performance.now()` when absent. */
+  now?(): number;
 }
 
 const GLOBAL_TIMERS: SessionTimers = {
@@ -68,22 +77,34 @@ export interface YamuxSessionOptions {
    * (spec.md, "Flow Control"), at most 2^32 − 1. A larger window is announced with the SYN/ACK.
    */
   initialWindow?: number;
-  /**
-   * Cap on concurrent inbound streams; a SYN beyond it is refused with RST. Default 1024.
-   * Worst-case receive buffering of a session is about `maxStreams × initialWindow`.
-   */
+  /** Cap on concurrent inbound streams; a SYN beyond it is refused with RST. Default 1024. */
   maxStreams?: number;
   /**
+   * Largest receive window a stream may grow to, in bytes: a stream whose reader keeps up grants
+   * the peer more credit than `initialWindow` (doubling while half a window is read within
+   * `max(4 × RTT, 10 ms)`), as the spec allows ("Flow Control": a receiver may send any window
+   * update). Default 16 MiB; at least `initialWindow` (equal disables growth), at most 2^32 − 1.
+   */
+  maxStreamWindow?: number;
+  /**
+   * Bytes of receive window the session's streams may grow, together, beyond their initial
+   * windows. Default 32 MiB. Worst-case receive buffering of a session is about
+   * `maxStreams × initialWindow + windowGrowthBudget`.
+   */
+  windowGrowthBudget?: number;
+  /**
    * Cap on the length of a received Data frame, in bytes; longer is a protocol violation.
-   * Default `initialWindow` (a frame longer than the window is a violation anyway; other
-   * implementations send frames up to the whole window).
+   * Default `maxStreamWindow` (a frame longer than the window is a violation anyway; other
+   * implementations send frames up to the whole window). Bodies are handed to their stream as
+   * they arrive, so a long frame is never buffered whole.
    */
   maxFrameLength?: number;
-  /** Payload cap of the Data frames we send, in bytes. Default 64 KiB. */
+  /** Payload cap of the Data frames we send, in bytes. Default 256 KiB. */
   maxSendFrameLength?: number;
   /**
    * Timers for the linger after a protocol violation (GoAway sent, then up to 2 s for it to
-   * flush before the connection is destroyed). Default the global timers (unref'd); the link
+   * flush before the connection is destroyed) and, through `now()`, the time that window
+   * auto-tuning compares. Default the global timers (unref'd) and `performance.now()`; the link
    * passes the injected clock, so virtual time governs it in specs.
    */
   timers?: SessionTimers;
@@ -158,10 +179,11 @@ function checkSize(name: string, value: number | undefined, fallback: number, mi
  * 'close' (error or undefined). The session attaches to the connection's 'data', 'end', 'error',
  * 'close' and 'drain' events and owns its lifetime from then on.
  *
- * Memory is bounded: per stream, received data ≤ the receive window plus the stream's readable
- * high-water mark; inbound streams ≤ `maxStreams`; partial input ≤ one header plus
- * `maxFrameLength`; queued output ≤ the connection's high-water mark + one frame +
- * `maxPendingBytes` (input is paused beyond that).
+ * Memory is bounded: per stream, received data ≤ the receive window it granted (at most
+ * `maxStreamWindow`; growth beyond `initialWindow` is shared out of `windowGrowthBudget`) plus
+ * the stream's readable high-water mark; inbound streams ≤ `maxStreams`; partial input ≤ one
+ * header (Data bodies go to their stream as they arrive); queued output ≤ the connection's
+ * high-water mark + one frame + `maxPendingBytes` (input is paused beyond that).
  *
  * @throws RangeError from the constructor when an option is out of range.
  */
@@ -169,6 +191,11 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
   private readonly connection: Duplex;
   private readonly onStreamHandler: ((stream: YamuxStream) => void) | undefined;
   private readonly initialWindow: number;
+  private readonly maxStreamWindow: number;
+  /** Window growth still available to the session's streams, in bytes. */
+  private growthLeft: number;
+  /** The latest ping round trip, in ms. */
+  private rttMs: number | undefined;
   private readonly maxStreams: number;
   private readonly maxFrameLength: number;
   private readonly maxSendFrameLength: number;
@@ -182,7 +209,14 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
   private highestRemoteId = 0;
 
   private readonly input = new ByteQueue();
+  /** Header of the Data frame whose body is arriving. */
   private header: FrameHeader | undefined;
+  /** Body bytes of that frame still to come. */
+  private bodyLeft = 0;
+  /** The stream that gets that body as it arrives; undefined when the body is dropped. */
+  private bodyStream: YamuxStream | undefined;
+  /** The inbound stream that frame opened (SYN), announced once the body is in. */
+  private bodyOpened: YamuxStream | undefined;
   private processing = false;
   private inputPaused = false;
 
@@ -219,20 +253,39 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
     this.connection = connection;
     this.onStreamHandler = options.onStream;
     this.initialWindow = checkSize('initialWindow', options.initialWindow, INITIAL_STREAM_WINDOW, INITIAL_STREAM_WINDOW, MAX_UINT32);
+    this.maxStreamWindow = checkSize(
+      'maxStreamWindow',
+      options.maxStreamWindow,
+      Math.max(DEFAULT_MAX_STREAM_WINDOW, this.initialWindow),
+      this.initialWindow,
+      MAX_UINT32,
+    );
+    this.growthLeft = checkSize('windowGrowthBudget', options.windowGrowthBudget, DEFAULT_WINDOW_GROWTH_BUDGET, 0, Number.MAX_SAFE_INTEGER);
     this.maxStreams = checkSize('maxStreams', options.maxStreams, DEFAULT_MAX_STREAMS, 0, MAX_UINT32);
-    this.maxFrameLength = checkSize('maxFrameLength', options.maxFrameLength, this.initialWindow, 1, MAX_UINT32);
+    this.maxFrameLength = checkSize('maxFrameLength', options.maxFrameLength, this.maxStreamWindow, 1, MAX_UINT32);
     this.maxSendFrameLength = checkSize('maxSendFrameLength', options.maxSendFrameLength, DEFAULT_MAX_SEND_FRAME_LENGTH, 1, MAX_UINT32);
     const maxPendingBytes = checkSize('maxPendingBytes', options.maxPendingBytes, DEFAULT_MAX_PENDING_BYTES, 0, Number.MAX_SAFE_INTEGER);
     // Data alone never exceeds high-water mark + one frame: only peer-provoked control frames can.
     this.pauseThreshold = connection.writableHighWaterMark + this.maxSendFrameLength + HEADER_LENGTH + maxPendingBytes;
     this.nextStreamId = options.role === 'client' ? 1 : 2;
-    this.timers = options.timers ?? GLOBAL_TIMERS;
+    const timers = options.timers ?? GLOBAL_TIMERS;
+    this.timers = timers;
 
     this.host = {
       sendWindowUpdate: (streamId, flags, delta) => this.writeFrame(FrameType.WindowUpdate, flags, streamId, delta),
-      sendData: (streamId, payload) => this.writeFrame(FrameType.Data, 0, streamId, payload.length, payload),
+      sendData: (streamId, pieces, length) => this.writeFrame(FrameType.Data, 0, streamId, length, pieces),
       requestSend: (stream) => this.requestSend(stream),
       release: (stream) => this.release(stream),
+      reserveWindow: (bytes) => {
+        if (bytes > this.growthLeft) return false;
+        this.growthLeft -= bytes;
+        return true;
+      },
+      returnWindow: (bytes) => {
+        this.growthLeft += bytes;
+      },
+      roundTripTime: () => this.rttMs,
+      now: () => (timers.now === undefined ? performance.now() : timers.now()),
     };
 
     connection.on('data', this.onData);
@@ -270,7 +323,7 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
     if (this.nextStreamId > MAX_UINT32) throw new StreamOpenRefused('ids-exhausted');
     const id = this.nextStreamId;
     this.nextStreamId += 2;
-    const stream = new YamuxStream(this.host, id, 'outbound', this.initialWindow);
+    const stream = new YamuxStream(this.host, id, 'outbound', this.initialWindow, this.maxStreamWindow);
     this.streams.set(id, stream);
     stream.sendSyn();
     return stream;
@@ -359,7 +412,11 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
     this.processInput();
   };
 
-  /** Parses and handles every whole frame queued, unless paused for output backpressure. */
+  /**
+   * Parses and handles every frame queued, unless paused for output backpressure. A Data body is
+   * handed to its stream piece by piece as it arrives (its length was admitted against the window
+   * from the header), so the session never gathers a body into one buffer.
+   */
   private processInput(): void {
     if (this.processing) return;
     this.processing = true;
@@ -371,16 +428,24 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
           if (bytes === undefined) break;
           header = decodeHeader(bytes);
           this.admit(header);
+          if (header.type !== FrameType.Data || header.length === 0) {
+            this.handleFrame(header);
+            continue;
+          }
           this.header = header;
+          this.bodyLeft = header.length;
+          this.bodyStream = this.beginStreamFrame(header);
         }
-        let body: Buffer = EMPTY;
-        if (header.type === FrameType.Data && header.length > 0) {
-          const read = this.input.read(header.length);
-          if (read === undefined) break;
-          body = read;
+        const piece = this.input.shift(this.bodyLeft);
+        if (piece === undefined) break;
+        this.bodyLeft -= piece.length;
+        this.bodyStream?.receiveData(piece);
+        if (this.bodyLeft === 0) {
+          const stream = this.bodyStream;
+          this.header = undefined;
+          this.bodyStream = undefined;
+          if (stream !== undefined) this.endStreamFrame(header, stream);
         }
-        this.header = undefined;
-        this.handleFrame(header, body);
       }
     } catch (error) {
       this.failFromInput(error);
@@ -409,7 +474,8 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
     stream?.checkIncomingData(header.length);
   }
 
-  private handleFrame(header: FrameHeader, body: Buffer): void {
+  /** Handles a frame without a body: Ping, GoAway, WindowUpdate or an empty Data frame. */
+  private handleFrame(header: FrameHeader): void {
     switch (header.type) {
       case FrameType.Ping:
         if (header.flags === Flag.SYN) {
@@ -422,15 +488,24 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
         this.remoteGoAway = true;
         this.emit('goaway', header.length);
         return;
-      default:
-        this.handleStreamFrame(header, body);
+      default: {
+        const stream = this.beginStreamFrame(header);
+        if (stream === undefined) return;
+        if (header.type === FrameType.WindowUpdate) stream.receiveWindowUpdate(header.length);
+        this.endStreamFrame(header, stream);
+      }
     }
   }
 
-  private handleStreamFrame(header: FrameHeader, body: Buffer): void {
+  /**
+   * The first half of a stream frame, before any body: opens the stream on SYN (or refuses it),
+   * finds it otherwise, takes an ACK.
+   * @returns the stream, or undefined when the frame (and its body) is to be dropped.
+   */
+  private beginStreamFrame(header: FrameHeader): YamuxStream | undefined {
     const { streamId: id, flags } = header;
     let stream = this.streams.get(id);
-    let opened: YamuxStream | undefined;
+    this.bodyOpened = undefined;
     if ((flags & Flag.SYN) !== 0) {
       if (stream !== undefined) {
         throw new ProtocolViolation(`yamux: SYN for stream ${id}, which is already open`);
@@ -439,26 +514,28 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
         throw new ProtocolViolation(`yamux: peer opened stream ${id}, an ID of our parity (spec.md, StreamID Field)`);
       }
       if (id > this.highestRemoteId) this.highestRemoteId = id;
-      if ((flags & Flag.RST) !== 0) return; // opened and aborted at once: nothing to accept
+      if ((flags & Flag.RST) !== 0) return undefined; // opened and aborted at once: nothing to accept
       stream = this.accept(id);
-      if (stream === undefined) return; // refused with RST; its data is dropped
-      opened = stream;
+      if (stream === undefined) return undefined; // refused with RST; its data is dropped
+      this.bodyOpened = stream;
     } else if (stream === undefined) {
       if (this.neverOpened(id)) {
         throw new ProtocolViolation(`yamux: frame for stream ${id}, which was never opened`);
       }
       // A frame for a stream that is already closed or reset can cross our RST: drop it
       // (spec.md, "Opening a stream"; the Go reference discards such data too).
-      return;
+      return undefined;
     }
     if ((flags & Flag.ACK) !== 0) stream.receiveAck();
-    if (header.type === FrameType.WindowUpdate) {
-      stream.receiveWindowUpdate(header.length);
-    } else {
-      stream.receiveData(body);
-    }
-    if ((flags & Flag.FIN) !== 0) stream.receiveFin();
-    if ((flags & Flag.RST) !== 0) stream.receiveReset();
+    return stream;
+  }
+
+  /** The second half of a stream frame, after its body: FIN, RST, and announcing a stream it opened. */
+  private endStreamFrame(header: FrameHeader, stream: YamuxStream): void {
+    const opened = this.bodyOpened;
+    this.bodyOpened = undefined;
+    if ((header.flags & Flag.FIN) !== 0) stream.receiveFin();
+    if ((header.flags & Flag.RST) !== 0) stream.receiveReset();
     if (opened !== undefined) this.announce(opened);
   }
 
@@ -469,7 +546,7 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
       this.writeFrame(FrameType.WindowUpdate, Flag.RST, id, 0);
       return undefined;
     }
-    const stream = new YamuxStream(this.host, id, 'inbound', this.initialWindow);
+    const stream = new YamuxStream(this.host, id, 'inbound', this.initialWindow, this.maxStreamWindow);
     this.streams.set(id, stream);
     this.inboundCount += 1;
     stream.sendAck();
@@ -493,7 +570,9 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
     const pending = this.pings.get(id);
     if (pending === undefined) return; // unsolicited or late answer: harmless
     this.pings.delete(id);
-    pending.resolve(Math.max(performance.now() - pending.start, Number.MIN_VALUE));
+    const rtt = Math.max(performance.now() - pending.start, Number.MIN_VALUE);
+    this.rttMs = rtt;
+    pending.resolve(rtt);
   }
 
   private isLocalId(id: number): boolean {
@@ -574,8 +653,11 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
 
   // ---- output -------------------------------------------------------------------------------
 
-  /** Writes one frame if the connection can still take it; pauses input on a large backlog. */
-  private writeFrame(type: FrameType, flags: number, streamId: number, length: number, payload?: Buffer): void {
+  /**
+   * Writes one frame if the connection can still take it; pauses input on a large backlog.
+   * `payload` (Data frames) is the body in pieces, `length` bytes together.
+   */
+  private writeFrame(type: FrameType, flags: number, streamId: number, length: number, payload?: readonly Buffer[]): void {
     if (this.terminated || !this.connection.writable) return;
     if (!this.corked) {
       // Frames written in one tick (SYN + data + FIN, Ping replies) leave in one write.
@@ -583,18 +665,20 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
       this.connection.cork();
       process.nextTick(this.uncork);
     }
-    if (payload === undefined || payload.length === 0) {
+    if (payload === undefined || length === 0) {
       this.connection.write(encodeHeader({ type, flags, streamId, length }));
-    } else if (payload.length <= COALESCE_LIMIT) {
-      const frame = Buffer.allocUnsafe(HEADER_LENGTH + payload.length);
+    } else if (length <= COALESCE_LIMIT) {
+      const frame = Buffer.allocUnsafe(HEADER_LENGTH + length);
       writeHeader(frame, 0, { type, flags, streamId, length });
-      payload.copy(frame, HEADER_LENGTH);
+      let offset = HEADER_LENGTH;
+      for (const piece of payload) {
+        piece.copy(frame, offset);
+        offset += piece.length;
+      }
       this.connection.write(frame);
     } else {
-      this.connection.cork();
       this.connection.write(encodeHeader({ type, flags, streamId, length }));
-      this.connection.write(payload);
-      this.connection.uncork();
+      for (const piece of payload) this.connection.write(piece);
     }
     if (!this.inputPaused && this.connection.writableLength > this.pauseThreshold) {
       // The peer provokes output faster than it reads it: stop reading until 'drain'.
@@ -665,6 +749,8 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
     this.closing = true;
     this.input.clear();
     this.header = undefined;
+    this.bodyStream = undefined;
+    this.bodyOpened = undefined;
     if (this.inputPaused) {
       // Keep reading (and dropping) so the connection's end is still seen.
       this.inputPaused = false;

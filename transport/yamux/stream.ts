@@ -34,22 +34,59 @@ export class StreamReset extends PeerwardenError {
 export interface YamuxStreamHost {
   /** Writes a WindowUpdate frame for `streamId` with `flags` and a window `delta` in bytes. */
   sendWindowUpdate(streamId: number, flags: number, delta: number): void;
-  /** Writes one Data frame (no flags) carrying `payload`. */
-  sendData(streamId: number, payload: Buffer): void;
+  /** Writes one Data frame (no flags) whose payload is `length` bytes: the concatenation of `pieces`. */
+  sendData(streamId: number, pieces: readonly Buffer[], length: number): void;
   /** The stream has data to send and window to send it: schedule it on the connection. */
   requestSend(stream: YamuxStream): void;
   /** The stream is fully closed or reset: forget it. */
   release(stream: YamuxStream): void;
+  /**
+   * Asks to grow a stream's receive window by `bytes` beyond its initial window: true when the
+   * session's growth budget allows it (the bytes are then reserved until returned).
+   */
+  reserveWindow(bytes: number): boolean;
+  /** Returns `bytes` of window growth to the session's budget (the stream is gone). */
+  returnWindow(bytes: number): void;
+  /** The latest round-trip time measured by a session ping, in ms, or undefined before any. */
+  roundTripTime(): number | undefined;
+  /** The session's clock, in ms. */
+  now(): number;
 }
+
+/**
+ * Auto-tuning of the receive window: a stream whose reader took half a window within
+ * `max(4 × RTT, WINDOW_GROWTH_MIN_MS)` of the previous grant doubles its window (up to its
+ * maximum). With no RTT known the floor alone applies, so a window grows until half of it takes
+ * 10 ms to read: about 20 ms of the stream's rate, the delay its pipeline can absorb.
+ */
+const WINDOW_GROWTH_MIN_MS = 10;
+
+/**
+ * High-water mark of a stream's writable side, in bytes: a writer in a `while (write())` loop
+ * hands the session several chunks in one tick, which leave in one batch (with Node's default of
+ * 16 KiB every 64 KiB write would wait a tick for 'drain', and go out alone).
+ */
+const WRITABLE_HIGH_WATER_MARK = 256 * 1024;
 
 /** Who opened a stream: `outbound` by us (`openStream`), `inbound` by the peer (SYN received). */
 export type StreamDirection = 'inbound' | 'outbound';
 
+/** A write (or several buffered ones) being sent frame by frame; its chunks are not copied. */
 interface PendingWrite {
-  readonly chunk: Buffer;
+  readonly chunks: readonly Buffer[];
+  /** The chunk being sent, and the offset in it. */
+  index: number;
   offset: number;
+  /** Bytes still to send. */
+  left: number;
   readonly callback: (error?: Error | null) => void;
 }
+
+/**
+ * Buffered writes are copied into one buffer when they are small on average (below this many
+ * bytes each): one piece per frame is cheaper than many. Larger ones are sent as they are.
+ */
+const COALESCE_AVERAGE = 4 * 1024;
 
 /**
  * A yamux stream: a Node `Duplex` of bytes, created by `YamuxSession` (`openStream()` or the
@@ -65,8 +102,12 @@ interface PendingWrite {
  *   just closes, so an unobserved stream can never crash the process.
  * - Flow control (spec.md, "Flow Control"): the receive window (`initialWindow` bytes, at least
  *   the spec's 256 KiB) is credited back as the application reads, with one WindowUpdate whenever
- *   half a window has been read, like the Go reference. A write waits while the send window is
- *   exhausted and resumes on the peer's WindowUpdate, so `write()` backpressure reaches the writer.
+ *   half a window has been read, like the Go reference. A reader that keeps taking half a window
+ *   within `max(4 × RTT, 10 ms)` doubles the window it grants, up to the session's
+ *   `maxStreamWindow` and growth budget (the spec lets a receiver grant any credit; go-yamux and
+ *   js yamux tune windows the same way): never more than the granted window is buffered. A write
+ *   waits while the send window is exhausted and resumes on the peer's WindowUpdate, so `write()`
+ *   backpressure reaches the writer.
  */
 export class YamuxStream extends Duplex {
   /** The u32 stream ID: odd when the client opened it, even when the server did (spec.md, "StreamID Field"). */
@@ -75,8 +116,14 @@ export class YamuxStream extends Duplex {
   readonly direction: StreamDirection;
 
   private readonly host: YamuxStreamHost;
-  /** Receive window we aim to keep granted to the peer, in bytes. */
-  private readonly windowSize: number;
+  /** Receive window we aim to keep granted to the peer, in bytes (grows up to `maxWindowSize`). */
+  private windowSize: number;
+  /** Largest receive window this stream may grow to, in bytes. */
+  private readonly maxWindowSize: number;
+  /** Bytes by which `windowSize` has grown past its start, reserved from the session's budget. */
+  private grownBytes = 0;
+  /** When (the session's clock, ms) we last granted credit (or sent SYN/ACK). */
+  private lastGrantAt = 0;
 
   /** Bytes the peer may still send before our next WindowUpdate (spec.md, "Flow Control"). */
   private recvWindow = INITIAL_STREAM_WINDOW;
@@ -112,14 +159,16 @@ export class YamuxStream extends Duplex {
    * @param id the u32 stream ID.
    * @param direction who opened it.
    * @param windowSize receive window to grant the peer, in bytes (≥ 256 KiB, ≤ 2^32 − 1).
+   * @param maxWindowSize largest window auto-tuning may grow it to, in bytes (≥ `windowSize`).
    * @internal
    */
-  constructor(host: YamuxStreamHost, id: number, direction: StreamDirection, windowSize: number) {
-    super({ allowHalfOpen: true, decodeStrings: true, objectMode: false });
+  constructor(host: YamuxStreamHost, id: number, direction: StreamDirection, windowSize: number, maxWindowSize: number = windowSize) {
+    super({ allowHalfOpen: true, decodeStrings: true, objectMode: false, writableHighWaterMark: WRITABLE_HIGH_WATER_MARK });
     this.host = host;
     this.id = id;
     this.direction = direction;
     this.windowSize = windowSize;
+    this.maxWindowSize = Math.max(maxWindowSize, windowSize);
     this.acknowledged = direction === 'inbound';
   }
 
@@ -131,6 +180,11 @@ export class YamuxStream extends Duplex {
   /** Bytes the peer may still send before we grant more. */
   get receiveWindow(): number {
     return this.recvWindow;
+  }
+
+  /** The receive window this stream keeps granted to the peer now, in bytes (grows with a fast reader). */
+  get receiveWindowSize(): number {
+    return this.windowSize;
   }
 
   /** Payload bytes received on this stream so far (Data frame bodies). */
@@ -273,14 +327,26 @@ export class YamuxStream extends Duplex {
   sendNextFrame(maxLength: number): void {
     const pending = this.pending;
     if (pending === undefined || this.released) return;
-    const size = Math.min(pending.chunk.length - pending.offset, this.sendWindowBytes, maxLength);
+    const size = Math.min(pending.left, this.sendWindowBytes, maxLength);
     if (size <= 0) return;
-    const payload = pending.chunk.subarray(pending.offset, pending.offset + size);
-    pending.offset += size;
+    // The payload as views of the written chunks, a frame may span several of them.
+    const pieces: Buffer[] = [];
+    for (let need = size; need > 0; ) {
+      const chunk = pending.chunks[pending.index] as Buffer;
+      const n = Math.min(chunk.length - pending.offset, need);
+      pieces.push(n === chunk.length ? chunk : chunk.subarray(pending.offset, pending.offset + n));
+      need -= n;
+      pending.offset += n;
+      if (pending.offset === chunk.length) {
+        pending.index++;
+        pending.offset = 0;
+      }
+    }
+    pending.left -= size;
     this.sendWindowBytes -= size;
     this.bytesSentTotal += size;
-    this.host.sendData(this.id, payload);
-    if (pending.offset === pending.chunk.length) {
+    this.host.sendData(this.id, pieces, size);
+    if (pending.left === 0) {
       this.pending = undefined;
       // After the bytes are on the connection, so a FIN sent from _final always follows them.
       pending.callback();
@@ -304,25 +370,32 @@ export class YamuxStream extends Duplex {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.startWrite(chunk, callback);
+    this.startWrite([chunk], chunk.length, callback);
   }
 
   override _writev(chunks: { chunk: Buffer; encoding: BufferEncoding }[], callback: (error?: Error | null) => void): void {
-    // Coalesce small buffered writes into one send, so they share Data frames.
-    const only = chunks.length === 1 ? chunks[0] : undefined;
-    this.startWrite(only !== undefined ? only.chunk : Buffer.concat(chunks.map((entry) => entry.chunk)), callback);
+    // Buffered writes share Data frames: small ones are copied together, large ones are sent as they are.
+    const list: Buffer[] = [];
+    let total = 0;
+    for (const entry of chunks) {
+      if (entry.chunk.length === 0) continue;
+      list.push(entry.chunk);
+      total += entry.chunk.length;
+    }
+    const coalesce = list.length > 1 && total < list.length * COALESCE_AVERAGE;
+    this.startWrite(coalesce ? [Buffer.concat(list, total)] : list, total, callback);
   }
 
-  private startWrite(chunk: Buffer, callback: (error?: Error | null) => void): void {
+  private startWrite(chunks: readonly Buffer[], total: number, callback: (error?: Error | null) => void): void {
     if (this.released) {
       callback(this.aborted ? new StreamReset(this.id) : new ConnectionClosed(`yamux stream ${this.id} is closed`));
       return;
     }
-    if (chunk.length === 0) {
+    if (total === 0) {
       callback();
       return;
     }
-    this.pending = { chunk, offset: 0, callback };
+    this.pending = { chunks, index: 0, offset: 0, left: total, callback };
     this.host.requestSend(this);
   }
 
@@ -384,11 +457,25 @@ export class YamuxStream extends Duplex {
     if (flags === 0 && (this.remoteFin || this.released)) return; // nothing more will arrive
     // Bytes still unread in Node's readable buffer are not read yet either: crediting them would
     // let a reader that took one byte hold two windows (found by fuzzing).
-    const delta = this.windowSize - this.queuedBytes - this.readableLength - this.recvWindow;
-    if (flags === 0 && delta < this.windowSize / 2) return;
-    const grant = Math.max(delta, 0);
+    const unread = this.queuedBytes + this.readableLength;
+    if (flags === 0 && this.windowSize - unread - this.recvWindow < this.windowSize / 2) return;
+    const now = this.host.now();
+    if (flags === 0) this.maybeGrowWindow(now);
+    this.lastGrantAt = now;
+    const grant = Math.max(this.windowSize - unread - this.recvWindow, 0);
     this.recvWindow += grant;
     this.host.sendWindowUpdate(this.id, flags, grant);
+  }
+
+  /** Doubles the window when half of it was read soon after the previous grant (see WINDOW_GROWTH_MIN_MS). */
+  private maybeGrowWindow(now: number): void {
+    if (this.windowSize >= this.maxWindowSize) return;
+    const rtt = this.host.roundTripTime() ?? 0;
+    if (now - this.lastGrantAt >= Math.max(4 * rtt, WINDOW_GROWTH_MIN_MS)) return;
+    const growth = Math.min(this.windowSize, this.maxWindowSize - this.windowSize);
+    if (!this.host.reserveWindow(growth)) return;
+    this.windowSize += growth;
+    this.grownBytes += growth;
   }
 
   private releaseIfClosed(): void {
@@ -398,6 +485,8 @@ export class YamuxStream extends Duplex {
   private release(): void {
     if (this.released) return;
     this.released = true;
+    if (this.grownBytes > 0) this.host.returnWindow(this.grownBytes);
+    this.grownBytes = 0;
     this.host.release(this);
   }
 
