@@ -277,6 +277,37 @@ describe('X25519: nodeCrypto == nobleCrypto', () => {
     assert.notDeepEqual(nodeCrypto.generateKeyPair().privateKey, nodeCrypto.generateKeyPair().privateKey);
   });
 
+  it('reuses key arrays (as handshakes do) and follows them when their bytes are overwritten in place', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(key32, key32), { minLength: 1, maxLength: 6 }), (steps) => {
+        // One private and one public array, reused for every DH and rewritten between steps: a
+        // KeyObject kept from an earlier content would give the earlier shared secret.
+        const privateKey = new Uint8Array(DH_LENGTH);
+        const publicKey = new Uint8Array(DH_LENGTH);
+        for (const [scalar, otherScalar] of steps) {
+          privateKey.set(scalar);
+          publicKey.set(nobleCrypto.publicKeyFromPrivateKey(otherScalar));
+          const expected = nobleCrypto.dh(scalar, publicKey);
+          assert.deepEqual(nodeCrypto.dh(privateKey, publicKey), expected);
+          assert.deepEqual(nodeCrypto.dh(privateKey, publicKey), expected, 'again, with both keys known');
+          assert.deepEqual(nodeCrypto.publicKeyFromPrivateKey(privateKey), nobleCrypto.publicKeyFromPrivateKey(scalar));
+        }
+      }),
+      { numRuns: 30 },
+    );
+  });
+
+  it('a generated key pair works for many DH with the same arrays, and a low-order point is still refused after a good one', () => {
+    const pair = nodeCrypto.generateKeyPair();
+    const peer = nobleCrypto.generateKeyPair();
+    const expected = nobleCrypto.dh(peer.privateKey, pair.publicKey);
+    for (let i = 0; i < 3; i++) assert.deepEqual(nodeCrypto.dh(pair.privateKey, peer.publicKey), expected);
+    const point = new Uint8Array(peer.publicKey);
+    assert.deepEqual(nodeCrypto.dh(pair.privateKey, point), expected);
+    point.set(LOW_ORDER_POINTS[0] as Uint8Array);
+    assert.throws(() => nodeCrypto.dh(pair.privateKey, point), isProtocolViolation);
+  });
+
   it(`rejects each of the ${LOW_ORDER_POINTS.length} low-order points with ProtocolViolation in both`, () => {
     fc.assert(
       fc.property(key32, fc.constantFrom(...LOW_ORDER_POINTS), (privateKey, point) => {

@@ -358,6 +358,35 @@ describe('handshake over TCP on 127.0.0.1', () => {
     }
   });
 
+  it('corkLastMessage: message 3 waits in the corked socket and leaves with the next bytes in one segment', async () => {
+    const { client, server, close } = await tcpPair();
+    try {
+      let responderDone = false;
+      const responding = handshakeResponder(server, options(nobleCrypto.generateKeyPair())).then((result) => {
+        responderDone = true;
+        return result;
+      });
+      const dialer = await handshakeInitiator(client, options(nobleCrypto.generateKeyPair(), { corkLastMessage: true }));
+      assert.equal(client.writableCorked, 1, 'message 3 is held');
+      // A round trip on another socket gives a message 3 sent by mistake time to arrive.
+      const probe = await tcpPair();
+      probe.client.write('x');
+      await once(probe.server, 'data');
+      await probe.close();
+      assert.equal(responderDone, false, 'the responder has not seen message 3 yet');
+      const after = Buffer.from('after message 3');
+      client.write(after);
+      client.uncork();
+      const listener = await responding;
+      assertInterop(dialer, listener);
+      // One writev carried message 3 and the caller's bytes (one segment on loopback), so the
+      // responder read them together and hands the caller's bytes back as leftover.
+      assert.deepEqual(listener.leftover, after);
+    } finally {
+      await close();
+    }
+  });
+
   it('detects a self-connection by static key', async () => {
     const { client, server, close } = await tcpPair();
     try {

@@ -53,6 +53,13 @@ export interface HandshakeOptions {
   readonly signal?: AbortSignal;
   /** Prologue (Noise §6); both sides must use the same bytes. Default {@link DEFAULT_PROLOGUE}. */
   readonly prologue?: Uint8Array;
+  /**
+   * Initiator only: message 3 is written into a corked socket (`socket.cork()`), so that what the
+   * caller writes next leaves with it in one segment (one wake-up of the responder instead of
+   * two). The caller must call `socket.uncork()` once after a successful handshake; on failure
+   * the socket is destroyed anyway. Default false.
+   */
+  readonly corkLastMessage?: boolean;
 }
 
 /** What a successful handshake established. */
@@ -177,6 +184,7 @@ function runHandshake(socket: Duplex, initiator: boolean, options: HandshakeOpti
           if (initiator) {
             // Message 2: check the responder before revealing who we are in message 3.
             const remote = verifyRemote(state, payload, options);
+            if (options.corkLastMessage === true) socket.cork();
             sendFrame(state.writeMessage(ourPayload));
             succeed(remote);
           } else if (!state.isComplete) {

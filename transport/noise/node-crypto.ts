@@ -10,16 +10,17 @@
 import {
   createCipheriv,
   createDecipheriv,
-  createHash,
   createHmac,
   createPrivateKey,
   createPublicKey,
   diffieHellman,
+  hash as oneShotHash,
   randomFillSync,
   type KeyObject,
 } from 'node:crypto';
 import { ProtocolViolation } from '../errors.js';
 import { DH_LENGTH, KEY_LENGTH, TAG_LENGTH, nobleCrypto, type KeyPair, type NoiseCrypto } from './crypto.js';
+import type { PiecewiseAead } from './cipher-state.js';
 
 /** OpenSSL's name of ChaCha20-Poly1305 with a 96-bit nonce (RFC 8439), as `createCipheriv` takes it. */
 const AEAD_ALGORITHM = 'chacha20-poly1305';
@@ -34,12 +35,43 @@ const AEAD_ALGORITHM = 'chacha20-poly1305';
  */
 const PLACEHOLDER_X = Buffer.alloc(DH_LENGTH).toString('base64url');
 
-/** The 12-byte ChaChaPoly nonce of Noise §12.3: 4 zero bytes, then the counter as u64 little-endian. */
+const MAX_SAFE_NONCE = BigInt(Number.MAX_SAFE_INTEGER);
+/**
+ * The nonce handed to `createCipheriv` / `createDecipheriv`, rewritten for every call: OpenSSL
+ * copies it while the cipher is created, so one buffer serves all (bytes 0..3 stay zero).
+ */
+const NONCE = Buffer.alloc(12);
+
+/**
+ * The 12-byte ChaChaPoly nonce of Noise §12.3: 4 zero bytes, then the counter as u64 little-endian.
+ * Returns the shared {@link NONCE}: pass it to a cipher at once, never keep it.
+ */
 function chachaNonce(n: bigint): Uint8Array {
-  const nonce = new Uint8Array(12);
+  const nonce = NONCE;
+  if (n >= 0n && n <= MAX_SAFE_NONCE) {
+    // Number arithmetic: BigInt byte writes measured about 1 % of a bulk transfer's CPU.
+    const value = Number(n);
+    nonce.writeUInt32LE(value % 0x1_0000_0000, 4);
+    nonce.writeUInt32LE(Math.floor(value / 0x1_0000_0000), 8);
+    return nonce;
+  }
   // Same encoding as nobleCrypto, including its wrap-around outside [0, 2^64-1] (CipherState never passes one).
-  new DataView(nonce.buffer).setBigUint64(4, n, true);
+  nonce.writeBigUInt64LE(BigInt.asUintN(64, n), 4);
   return nonce;
+}
+
+/** The last `TAG_LENGTH` bytes spread over `pieces` (a view when they lie in one piece, else a copy). */
+function tagOf(pieces: readonly Uint8Array[], total: number): Uint8Array {
+  const last = pieces[pieces.length - 1];
+  if (last !== undefined && last.length >= TAG_LENGTH) return last.subarray(last.length - TAG_LENGTH);
+  const tag = new Uint8Array(TAG_LENGTH);
+  let offset = 0;
+  for (const piece of pieces) {
+    const start = Math.max(total - TAG_LENGTH - offset, 0);
+    if (start < piece.length) tag.set(piece.subarray(start), offset + start - (total - TAG_LENGTH));
+    offset += piece.length;
+  }
+  return tag;
 }
 
 function base64url(bytes: Uint8Array): string {
@@ -55,15 +87,32 @@ function toBytes(buffer: Buffer): Uint8Array {
   return new Uint8Array(buffer);
 }
 
+/**
+ * KeyObjects already built for a key array, with the key's base64url text at that time. A
+ * handshake passes the same arrays again and again (our static key to every handshake, our
+ * ephemeral key and the peer's ephemeral key to two DH each), and building a KeyObject costs
+ * more than the X25519 operation itself. Weak: an entry lives no longer than its array. The text
+ * is compared on every use, so an array whose bytes changed since gets a fresh KeyObject.
+ */
+const privateKeyObjects = new WeakMap<Uint8Array, { readonly text: string; readonly key: KeyObject }>();
+const publicKeyObjects = new WeakMap<Uint8Array, { readonly text: string; readonly key: KeyObject }>();
+
 function x25519PrivateKey(privateKey: Uint8Array): KeyObject {
-  return createPrivateKey({
-    key: { kty: 'OKP', crv: 'X25519', d: base64url(privateKey), x: PLACEHOLDER_X },
-    format: 'jwk',
-  });
+  const d = base64url(privateKey);
+  const cached = privateKeyObjects.get(privateKey);
+  if (cached !== undefined && cached.text === d) return cached.key;
+  const key = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d, x: PLACEHOLDER_X }, format: 'jwk' });
+  privateKeyObjects.set(privateKey, { text: d, key });
+  return key;
 }
 
 function x25519PublicKey(publicKey: Uint8Array): KeyObject {
-  return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: base64url(publicKey) }, format: 'jwk' });
+  const x = base64url(publicKey);
+  const cached = publicKeyObjects.get(publicKey);
+  if (cached !== undefined && cached.text === x) return cached.key;
+  const key = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x }, format: 'jwk' });
+  publicKeyObjects.set(publicKey, { text: x, key });
+  return key;
 }
 
 function isAllZero(bytes: Uint8Array): boolean {
@@ -96,9 +145,9 @@ function hkdf(chainingKey: Uint8Array, inputKeyMaterial: Uint8Array, numOutputs:
 
 /**
  * {@link NoiseCrypto} on `node:crypto` alone: X25519 through `diffieHellman` on KeyObjects built
- * from raw 32-byte keys (JWK form), ChaCha20-Poly1305 through `createCipheriv` with a 16-byte tag,
- * SHA-256 through `createHash`, the Noise HKDF (§4.3) through `createHmac`. Randomness comes from
- * `randomFillSync`.
+ * from raw 32-byte keys (JWK form) once per key array (see `privateKeyObjects`), ChaCha20-Poly1305
+ * through `createCipheriv` with a 16-byte tag, SHA-256 through the one-shot `hash`, the Noise HKDF
+ * (§4.3) through `createHmac`. Randomness comes from `randomFillSync`.
  *
  * Behaves as `nobleCrypto` in every documented case: same outputs, lengths and error classes.
  * - `publicKeyFromPrivateKey`: RangeError unless the private key is 32 bytes.
@@ -111,10 +160,14 @@ function hkdf(chainingKey: Uint8Array, inputKeyMaterial: Uint8Array, numOutputs:
  * - `decrypt`: ProtocolViolation if the ciphertext is shorter than 16 bytes, fails
  *   authentication, or (as in nobleCrypto) the key is not 32 bytes. No plaintext is released
  *   before the tag is verified.
+ * - `encryptPieces` / `decryptPieces` ({@link PiecewiseAead}, beyond the interface): the same
+ *   AEAD over bytes given in pieces, so the secure channel neither gathers a frame nor copies
+ *   ciphertext into a frame buffer. Same errors as `encrypt` / `decrypt`; results are fresh
+ *   Buffers, and `decryptPieces` returns nothing before the tag is verified.
  *
  * Use it only where {@link nodeCryptoAvailable} is true; {@link defaultCrypto} chooses for you.
  */
-export const nodeCrypto: NoiseCrypto = {
+export const nodeCrypto: NoiseCrypto & PiecewiseAead = {
   generateKeyPair(): KeyPair {
     // A raw random scalar, as noble's keygen gives; clamping happens inside every X25519 operation.
     const privateKey = randomFillSync(new Uint8Array(DH_LENGTH));
@@ -183,8 +236,52 @@ export const nodeCrypto: NoiseCrypto = {
     }
   },
 
+  encryptPieces(key: Uint8Array, nonce: bigint, ad: Uint8Array, plaintext: readonly Uint8Array[]): Buffer[] {
+    if (key.length !== KEY_LENGTH) throw new RangeError(`ChaCha20-Poly1305 key must be ${KEY_LENGTH} bytes`);
+    const cipher = createCipheriv(AEAD_ALGORITHM, key, chachaNonce(nonce), { authTagLength: TAG_LENGTH });
+    if (ad.length > 0) {
+      let length = 0;
+      for (const piece of plaintext) length += piece.length;
+      cipher.setAAD(ad, { plaintextLength: length });
+    }
+    // Each update() returns a fresh Buffer: no copy into a frame buffer, the socket writes them as they are.
+    const out: Buffer[] = [];
+    for (const piece of plaintext) if (piece.length > 0) out.push(cipher.update(piece));
+    const rest = cipher.final();
+    if (rest.length > 0) out.push(rest);
+    out.push(cipher.getAuthTag());
+    return out;
+  },
+
+  decryptPieces(key: Uint8Array, nonce: bigint, ad: Uint8Array, ciphertext: readonly Uint8Array[]): Buffer[] {
+    let total = 0;
+    for (const piece of ciphertext) total += piece.length;
+    if (total < TAG_LENGTH) throw new ProtocolViolation('ciphertext shorter than the AEAD tag');
+    const length = total - TAG_LENGTH;
+    try {
+      const decipher = createDecipheriv(AEAD_ALGORITHM, key, chachaNonce(nonce), { authTagLength: TAG_LENGTH });
+      decipher.setAuthTag(tagOf(ciphertext, total));
+      if (ad.length > 0) decipher.setAAD(ad, { plaintextLength: length });
+      const out: Buffer[] = [];
+      let left = length;
+      for (const piece of ciphertext) {
+        if (left === 0) break;
+        const n = Math.min(piece.length, left);
+        if (n > 0) out.push(decipher.update(n === piece.length ? piece : piece.subarray(0, n)));
+        left -= n;
+      }
+      // final() verifies the tag; the pieces are released to the caller only after it returns.
+      const rest = decipher.final();
+      if (rest.length > 0) out.push(rest);
+      return out;
+    } catch (cause) {
+      throw new ProtocolViolation('AEAD authentication failed', { cause });
+    }
+  },
+
   hash(data: Uint8Array): Uint8Array {
-    return toBytes(createHash('sha256').update(data).digest());
+    // The one-shot digest (Node ≥ 20.12) skips the Hash object: about twice as fast for Noise's short inputs.
+    return toBytes(oneShotHash('sha256', data, 'buffer'));
   },
 
   hkdf,
