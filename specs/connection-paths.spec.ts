@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { AnyStateNode } from 'xstate';
+import type { ActorLogic, AnyStateNode } from 'xstate';
 import { getAdjacencyMap, getShortestPaths } from 'xstate/graph';
 import type { AdjacencyMap, AdjacencyValue } from 'xstate/graph';
 import { connectionMachine } from '../machines/connection.js';
@@ -103,10 +103,10 @@ describe('connection machine paths (xstate/graph)', () => {
             dialable: snapshot.context.address !== null,
             final: snapshot.context.final,
             reset: snapshot.context.attempt === 0,
-            rtt: snapshot.context.rttMs !== null,
+            rtt: snapshot.context.health.rttMs !== null,
             identified: snapshot.context.peerId !== null,
             offline: snapshot.context.offline,
-            health: snapshot.context.healthCategory,
+            health: snapshot.context.health.category,
           }),
       };
       // States: each one has a shortest path to it from the initial state.
@@ -114,7 +114,9 @@ describe('connection machine paths (xstate/graph)', () => {
         for (const id of activeNodes(path.state.value)) reachedStates.add(id);
       }
       // Transitions: from every reachable state, every event that changes it is a transition taken.
-      const adjacency: AdjacencyMap<Snapshot, ConnectionEvent> = getAdjacencyMap(connectionMachine, options);
+      // getAdjacencyMap's logic type has no slot for emitted events; the machine emits ConnectionReports.
+      const logic = connectionMachine as unknown as ActorLogic<Snapshot, ConnectionEvent, ConnectionInput>;
+      const adjacency: AdjacencyMap<Snapshot, ConnectionEvent> = getAdjacencyMap(logic, options);
       // Keys are serialized snapshots (a branded string type): read them as plain strings.
       const entries = Object.entries(adjacency as unknown as Record<string, AdjacencyValue<Snapshot, ConnectionEvent>>);
       for (const [from, { state, transitions }] of entries) {

@@ -74,6 +74,43 @@ describe('ControlChannel', () => {
     await assert.rejects(pending, ConnectionClosed);
   });
 
+  it('close() and detach() reject pending pings and later pings and announce no error; only close() destroys', async () => {
+    for (const how of ['close', 'detach'] as const) {
+      const [a] = duplexPair();
+      const left = new ControlChannel(a);
+      const errors: Error[] = [];
+      left.on('error', (error) => errors.push(error));
+      const pending = left.ping(); // the other end never answers
+      if (how === 'close') left.close();
+      else left.detach();
+      await assert.rejects(pending, ConnectionClosed);
+      await assert.rejects(left.ping(), ConnectionClosed);
+      await left.goodbye('Normal'); // resolves at once: nothing is sent any more
+      assert.equal(a.destroyed, how === 'close', `${how} destroys the stream or leaves it to its owner`);
+      if (how === 'detach') {
+        // Nobody listens any more, so a yamux session aborts the stream without an error object.
+        assert.equal(a.listenerCount('error'), 0);
+        assert.equal(a.listenerCount('data'), 0);
+        const closed = new Promise((resolve) => a.once('close', resolve));
+        a.destroy();
+        await closed;
+      }
+      assert.deepEqual(errors, []);
+    }
+  });
+
+  it('detach() after the stream failed swallows the error already on its way', async () => {
+    const [a] = duplexPair();
+    const left = new ControlChannel(a);
+    const errors: Error[] = [];
+    left.on('error', (error) => errors.push(error));
+    const closed = new Promise((resolve) => a.once('close', resolve));
+    a.destroy(new ConnectionClosed('reset')); // its 'error' event is emitted on the next tick
+    left.detach();
+    await closed; // an uncaught 'error' would have failed the test
+    assert.deepEqual(errors, []);
+  });
+
   it('turns malformed frames into ProtocolViolation and ignores unknown types', async () => {
     const cases: Array<{ bytes: number[]; violation: boolean }> = [
       { bytes: [0, 0], violation: true }, // empty frame

@@ -61,6 +61,7 @@ import { DEFAULT_REAPER_INTERVAL_MS, DEFAULT_REAPER_SETTINGS } from './reaper.js
 import type { LinkUsage } from './reaper.js';
 import { metricsOf, peerStatusOf, sameStatus, toInfo } from './status.js';
 import type { ConnectionInfo, NodeMetrics, PeerStatus } from './status.js';
+import { configureConnectionActors, connectionActorsOf } from './connection-actors.js';
 import { withSupervisorClock } from './supervisor-machine.js';
 import type { ConnectionRecord, SupervisorActor, SupervisorConfig, SupervisorEmitted } from './supervisor-machine.js';
 
@@ -640,6 +641,7 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
         clock,
         ...(options.inspect ? { inspect: options.inspect } : {}),
       });
+      configureConnectionActors(actor, options.inspect ? { inspect: options.inspect } : {});
       actor.on('refused', (refusal) => refusalWaiters.get(refusal.connectionId)?.(refusal));
       actor.subscribe(() => {
         flushReports();
@@ -695,7 +697,8 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
       parked.clear();
       current.send({ type: 'disconnectAll', reason: 'Normal' });
       await waitUntil(
-        () => Object.keys(current.getSnapshot().context.connections).length === 0,
+        // One actor per record (the model spec checks it): an O(1) test on every change.
+        () => connectionActorsOf(current).size === 0,
         timeouts.gracefulShutdownTimeoutMs + 100,
       );
       // Connection actors are not snapshot children (see connection-actors.ts): stop what is left.
@@ -735,7 +738,8 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
       let targetPeer: string | undefined;
       try {
         current = requireActor();
-        if (isPeerId(target)) {
+        // A peer ID never holds a colon; checking that first spares isPeerId's throw on every address dial.
+        if (!target.includes(':') && isPeerId(target)) {
           targetPeer = target;
           const served = recordFor(target);
           if (served && served.address === null && (served.state === 'connected' || served.state === 'degraded')) {

@@ -7,7 +7,7 @@
  * The draft writes the tables in place and keeps the counts up to date as records change, so one
  * event costs O(1) whatever the number of connections (the 10,000-connection benchmark).
  *
- * Connection actors report to it through the actor system (`systemId: 'supervisor'`). Refusals
+ * Connection actors are kept in `connection-actors.ts`, which forwards their reports to it. Refusals
  * are emitted (`actor.on('refused', …)`) for the API to raise as typed errors.
  */
 import { assign, enqueueActions, setup } from 'xstate';
@@ -23,7 +23,7 @@ import type { BanTarget } from './bans.js';
 import { DEFAULT_EVICTION_OPTIONS, EVICTION_DISCONNECT_REASON, selectInboundToEvict } from './eviction.js';
 import type { EvictionCandidate } from './eviction.js';
 import { hostOfRemoteAddress } from './netgroup.js';
-import { connectionActorsOf, forgetConnectionActor, spawnConnectionActor } from './connection-actors.js';
+import { connectionActorsOf, spawnConnectionActor, stopConnectionActor } from './connection-actors.js';
 import { DEFAULT_REAPER_SETTINGS, reap } from './reaper.js';
 import type { LinkUsage } from './reaper.js';
 import { chooseSurvivor } from './simultaneous-open.js';
@@ -582,9 +582,7 @@ export const supervisorMachine = setup({
           enqueue(() => actors.get(to)?.send(command));
         } else if (effect.kind === 'stop') {
           const { id } = effect;
-          // Resolved when reached, so an actor spawned earlier in this step is found.
-          enqueue.stopChild(() => actors.get(id) ?? id);
-          enqueue(() => forgetConnectionActor(self, id));
+          enqueue(() => stopConnectionActor(self, id));
         } else {
           enqueue.emit(effect.event);
         }

@@ -26,6 +26,11 @@ const PONG = 2;
 const GOODBYE = 3;
 const FLAG_DUPLICATE = 1;
 
+/** Swallows an error nobody needs any more. */
+function ignoreError(): void {
+  // nothing to do: the channel was detached
+}
+
 /** A goodbye as received from the remote. */
 export interface Goodbye {
   readonly reason: DisconnectReason;
@@ -51,13 +56,29 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   private readonly rejectors = new Map<string, (error: Error) => void>();
   private nextPing = 0n;
   private failed: Error | undefined;
+  /** We closed it ({@link close}, {@link detach}): later pings reject, and nothing is announced. */
+  private closedByUs = false;
+  private readonly onStreamData = (chunk: Buffer): void => this.onData(chunk);
+  // Errors are built only when still needed: capturing a stack costs more than the whole close.
+  private readonly onStreamEnd = (): void => {
+    if (this.usable) this.fail(new ConnectionClosed('control stream ended'));
+  };
+  private readonly onStreamClose = (): void => {
+    if (this.usable) this.fail(new ConnectionClosed('control stream closed'));
+  };
+  private readonly onStreamError = (error: Error): void => this.fail(error);
 
   constructor(private readonly stream: Duplex) {
     super();
-    stream.on('data', (chunk: Buffer) => this.onData(chunk));
-    stream.on('end', () => this.fail(new ConnectionClosed('control stream ended')));
-    stream.on('close', () => this.fail(new ConnectionClosed('control stream closed')));
-    stream.on('error', (error: Error) => this.fail(error));
+    stream.on('data', this.onStreamData);
+    stream.on('end', this.onStreamEnd);
+    stream.on('close', this.onStreamClose);
+    stream.on('error', this.onStreamError);
+  }
+
+  /** Neither failed nor closed by us. */
+  private get usable(): boolean {
+    return this.failed === undefined && !this.closedByUs;
   }
 
   /**
@@ -67,6 +88,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
    */
   ping(): Promise<void> {
     if (this.failed) return Promise.reject(this.failed);
+    if (this.closedByUs) return Promise.reject(new ConnectionClosed('control channel closed'));
     const body = Buffer.allocUnsafe(8);
     body.writeBigUInt64BE(this.nextPing++ & 0xffffffffffffffffn);
     const key = body.toString('hex');
@@ -82,7 +104,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
    * Resolves once the frame has been handed to the stream (flushing the socket is the link's job).
    */
   goodbye(reason: DisconnectReason, duplicate = false): Promise<void> {
-    if (this.failed) return Promise.resolve();
+    if (!this.usable) return Promise.resolve();
     const body = Buffer.from([reasonCode(reason), duplicate ? FLAG_DUPLICATE : 0]);
     return new Promise<void>((resolve) => {
       this.writeFrame(GOODBYE, body, () => resolve());
@@ -91,8 +113,28 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
 
   /** Destroys the control stream; pending pings reject with ConnectionClosed. Emits no `error` (we closed it). */
   close(): void {
-    this.fail(new ConnectionClosed('control channel closed'), false);
+    if (this.usable && this.rejectors.size > 0) this.fail(new ConnectionClosed('control channel closed'), false);
+    this.closedByUs = true;
     this.stream.destroy();
+  }
+
+  /**
+   * Lets go of the stream without ending or destroying it, for an owner that destroys it next
+   * with the whole connection: pending pings reject with ConnectionClosed, no `error` is emitted,
+   * and every listener of the channel leaves the stream. A yamux session then aborts the stream
+   * quietly: no RST frame on a connection that goes anyway, and, with nobody listening, no error
+   * whose stack Node would format. The owner must destroy the stream at once (e.g.
+   * `session.destroy()`, then {@link close}): an error it emitted later would be uncaught. A
+   * stream already destroyed keeps a no-op error listener, as its error may be on its way.
+   */
+  detach(): void {
+    if (this.usable && this.rejectors.size > 0) this.fail(new ConnectionClosed('control channel closed'), false);
+    this.closedByUs = true;
+    this.stream.off('data', this.onStreamData);
+    this.stream.off('end', this.onStreamEnd);
+    this.stream.off('close', this.onStreamClose);
+    this.stream.off('error', this.onStreamError);
+    if (this.stream.destroyed) this.stream.on('error', ignoreError);
   }
 
   private writeFrame(type: number, body: Buffer, done?: () => void): void {
@@ -108,7 +150,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.failed) return;
+    if (!this.usable) return;
     this.inbound.push(chunk);
     while (this.inbound.length >= 2) {
       const length = (this.inbound.peek(2) as Buffer).readUInt16BE(0);
@@ -120,7 +162,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
       this.inbound.skip(2);
       const frame = this.inbound.read(length) as Buffer;
       this.onFrame(frame[0] as number, frame.subarray(1));
-      if (this.failed) return;
+      if (!this.usable) return;
     }
   }
 
@@ -156,7 +198,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   }
 
   private fail(error: Error, announce = true): void {
-    if (this.failed) return;
+    if (this.failed || this.closedByUs) return;
     this.failed = error;
     for (const reject of this.rejectors.values()) reject(error);
     this.pendingPings.clear();

@@ -93,12 +93,17 @@ export class Link extends EventEmitter<LinkEvents> {
   ) {
     super();
     this.socket = connection.stream;
-    control.on('goodbye', (goodbye) => this.emit('goodbye', goodbye));
+    control.on('goodbye', (goodbye) => {
+      // A goodbye always ends the connection (DESIGN §2): our FIN leaves now, before the owner
+      // reacts, so the peer's close does not wait for our bookkeeping. The owner then destroys us.
+      if (!this.ended) this.socket.end();
+      this.emit('goodbye', goodbye);
+    });
     control.on('error', (error) => this.end(error));
     session.on('error', (error: Error) => this.end(error));
-    session.on('close', () => this.end(new ConnectionClosed('yamux session closed')));
+    session.on('close', () => this.endClosed('yamux session closed'));
     channel.on('error', (error: Error) => this.end(error));
-    this.socket.on('close', () => this.end(new ConnectionClosed('socket closed')));
+    this.socket.on('close', () => this.endClosed('socket closed'));
   }
 
   /** The remote `host:port` of the raw connection. */
@@ -154,8 +159,13 @@ export class Link extends EventEmitter<LinkEvents> {
   async close(reason: DisconnectReason, duplicate = false): Promise<void> {
     if (this.ended) return;
     this.closingByUs = true;
-    await this.control.goodbye(reason, duplicate);
-    await this.session.close();
+    // Both in this tick: the session corks the connection until the tick ends, so the goodbye, the
+    // GoAway and the streams' FINs (each after its stream's data) reach the peer in one segment
+    // instead of one round of callbacks and one wake-up of the peer each.
+    const goodbyeSent = this.control.goodbye(reason, duplicate);
+    const sessionClosed = this.session.close();
+    await goodbyeSent;
+    await sessionClosed;
     await new Promise<void>((resolve) => {
       if (this.socket.destroyed) return resolve();
       this.socket.once('close', () => resolve());
@@ -167,8 +177,11 @@ export class Link extends EventEmitter<LinkEvents> {
   /** Immediate close: destroys the session, the channel and the socket. Idempotent. */
   destroy(error?: Error): void {
     this.closingByUs = this.closingByUs || error === undefined;
-    this.control.close();
+    // The control channel lets go first, so the session aborts its stream quietly: no RST frame
+    // encrypted and sent on a connection that goes anyway, no error object nobody reads.
+    this.control.detach();
     this.session.destroy(error);
+    this.control.close();
     this.channel.destroy();
     this.socket.destroy();
     this.end(error);
@@ -209,6 +222,12 @@ export class Link extends EventEmitter<LinkEvents> {
     return total;
   }
 
+  /** Ends with ConnectionClosed, built only if someone will see it (a stack costs more than the close). */
+  private endClosed(message: string): void {
+    if (this.ended) return;
+    this.end(this.closingByUs ? undefined : new ConnectionClosed(message));
+  }
+
   private end(error: Error | undefined): void {
     if (this.ended) return;
     this.ended = true;
@@ -219,7 +238,9 @@ export class Link extends EventEmitter<LinkEvents> {
 
 /**
  * Runs the whole upgrade on a raw connection: handshake, secure channel, yamux, control stream.
- * The link owns the connection from here on; on failure its stream is destroyed.
+ * The link owns the connection from here on; on failure its stream is destroyed. The initiator's
+ * Noise message 3 and the opening of the control stream leave in one segment, so the responder
+ * wakes up once for both.
  * @throws ProtocolViolation (bad bytes, incompatible peer, wrong peer ID), SelfConnection,
  *   ConnectionClosed (the peer hung up), or `signal.reason` when aborted.
  */
@@ -238,6 +259,7 @@ export async function establishLink(connection: RawConnection, options: Establis
       ...(options.expectedPeerId ? { expectedPeerId: options.expectedPeerId } : {}),
       ...(identity.crypto ? { crypto: identity.crypto } : {}),
       ...(signal ? { signal } : {}),
+      corkLastMessage: initiator,
     });
     const channel = new SecureChannel(socket, handshake);
     const pendingStreams: YamuxStream[] = [];
@@ -248,9 +270,20 @@ export async function establishLink(connection: RawConnection, options: Establis
       onStream: (stream) => accept(stream),
       ...(options.timers ? { timers: options.timers } : {}),
     });
-    const controlStream = initiator
-      ? openControlStream(session)
-      : await acceptControlStream(pendingStreams, session, signal);
+    let controlStream: YamuxStream;
+    if (initiator) {
+      controlStream = openControlStream(session);
+      // Message 3 waits in the corked socket: the session hands the control stream's opening to
+      // the channel on the next tick, and this uncork, queued after it, sends both in one segment.
+      await new Promise<void>((resolve) =>
+        process.nextTick(() => {
+          socket.uncork();
+          resolve();
+        }),
+      );
+    } else {
+      controlStream = await acceptControlStream(pendingStreams, session, signal);
+    }
     const control = new ControlChannel(controlStream);
     const link = new Link(
       connection,
