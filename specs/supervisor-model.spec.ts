@@ -87,6 +87,12 @@ function checkInvariants(real: Real, model: Model): void {
     records.filter((r) => r.waitTicket !== null && r.state === 'backoff').map((r) => [r.connectionId, r.waitTicket]),
   );
   assert.deepEqual(context.waiting, waiting, 'waiting table differs from the records');
+  // The wait queue holds every waiting connection once, oldest ticket first (stale entries aside).
+  const queued = context.waitQueue.filter((entry) => context.waiting[entry.connectionId] === entry.ticket);
+  const byTicket = Object.entries(context.waiting)
+    .sort(([, a], [, b]) => a - b)
+    .map(([connectionId, ticket]) => ({ connectionId, ticket }));
+  assert.deepEqual(queued, byTicket, 'wait queue is not the waiting connections in ticket order');
   // Every index entry points at a record that carries the key (stale entries are swept by the reaper only if orphaned).
   for (const [peer, id] of Object.entries(context.byPeer)) {
     const record = context.connections[id];

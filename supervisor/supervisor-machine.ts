@@ -149,8 +149,12 @@ class Draft {
     } else {
       delete context.connections[id];
     }
-    if (next && next.waitTicket !== null && next.state === 'backoff') context.waiting[id] = next.waitTicket;
-    else delete context.waiting[id];
+    if (next && next.waitTicket !== null && next.state === 'backoff') {
+      if (context.waiting[id] !== next.waitTicket) enqueueWaiting(context.waitQueue, id, next.waitTicket);
+      context.waiting[id] = next.waitTicket;
+    } else {
+      delete context.waiting[id];
+    }
   }
 
   send(to: string, event: ConnectionCommand): void {
@@ -230,19 +234,23 @@ function closeBanned(draft: Draft, target: BanTarget): void {
  */
 function resumeWaiting(draft: Draft, freed: number): void {
   const { context } = draft;
+  const queue = context.waitQueue;
   for (let n = 0; n < freed; n++) {
-    let oldest: string | undefined;
-    let oldestTicket = Infinity;
-    for (const [id, ticket] of Object.entries(context.waiting)) {
-      if (ticket < oldestTicket) {
-        oldest = id;
-        oldestTicket = ticket;
-      }
-    }
-    if (oldest === undefined || admitOutbound(context.slots, context.config.limits).admit !== true) return;
-    draft.update(oldest, { waitTicket: null });
-    draft.send(oldest, { type: 'resources.available' });
+    if (admitOutbound(context.slots, context.config.limits).admit !== true) return;
+    // Stale entries (no longer waiting, or waiting again under a newer ticket) are dropped as reached.
+    while (queue.length > 0 && context.waiting[(queue[0] as { connectionId: string }).connectionId] !== queue[0]?.ticket) queue.shift();
+    const oldest = queue.shift();
+    if (oldest === undefined) return;
+    draft.update(oldest.connectionId, { waitTicket: null });
+    draft.send(oldest.connectionId, { type: 'resources.available' });
   }
+}
+
+/** Puts a waiting connection in ticket order (tickets are handed out in order, so almost always at the end). */
+function enqueueWaiting(queue: SupervisorContext['waitQueue'], connectionId: string, ticket: number): void {
+  let at = queue.length;
+  while (at > 0 && (queue[at - 1] as { ticket: number }).ticket > ticket) at--;
+  queue.splice(at, 0, { connectionId, ticket });
 }
 
 function onConnect(draft: Draft, event: Extract<SupervisorCommand, { type: 'connect' }>): void {
@@ -468,6 +476,7 @@ function onReaperTick(draft: Draft, event: Extract<SupervisorCommand, { type: 'r
   for (const id of verdict.sweep) draft.remove(id);
   draft.freedSlots += verdict.sweep.length;
   sweepStaleIndexes(context);
+  context.waitQueue = context.waitQueue.filter((entry) => context.waiting[entry.connectionId] === entry.ticket);
   context.bans = pruneExpired(context.bans, draft.now);
   const windowMs = context.config.violationBan.windowMs;
   for (const [ip, times] of Object.entries(context.violationsByIp)) {
@@ -601,6 +610,7 @@ export const supervisorMachine = setup({
     persistentPeers: {},
     slots: NO_CONNECTIONS,
     waiting: {},
+    waitQueue: [],
     nextWaitTicket: 1,
     bans: emptyBans(),
     violationsByIp: {},

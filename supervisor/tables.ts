@@ -108,6 +108,12 @@ export interface SupervisorContext {
   slots: ConnectionCounts;
   /** Ticket of each connection waiting in Backoff for a free slot (AfterResourcesAvailable), by connection ID. */
   waiting: Record<string, number>;
+  /**
+   * The waiting connections in ticket order, oldest first, so a freed slot finds the oldest in
+   * O(1) instead of a scan. Entries whose ticket `waiting` no longer holds are stale: skipped when
+   * reached, and swept by the reaper.
+   */
+  waitQueue: { readonly connectionId: string; readonly ticket: number }[];
   /** Next ticket for connections waiting on AfterResourcesAvailable. */
   nextWaitTicket: number;
   /** Banned peer IDs and IPs (see `bans.ts`). */
