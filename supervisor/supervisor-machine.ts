@@ -238,8 +238,8 @@ function resumeWaiting(draft: Draft, freed: number): void {
   for (let n = 0; n < freed; n++) {
     if (admitOutbound(context.slots, context.config.limits).admit !== true) return;
     // Stale entries (no longer waiting, or waiting again under a newer ticket) are dropped as reached.
-    while (queue.length > 0 && context.waiting[(queue[0] as { connectionId: string }).connectionId] !== queue[0]?.ticket) queue.shift();
-    const oldest = queue.shift();
+    let oldest = queue.shift();
+    while (oldest !== undefined && context.waiting[oldest.connectionId] !== oldest.ticket) oldest = queue.shift();
     if (oldest === undefined) return;
     draft.update(oldest.connectionId, { waitTicket: null });
     draft.send(oldest.connectionId, { type: 'resources.available' });
