@@ -132,9 +132,12 @@ export type LinkEvent =
   | { type: 'link.tcpConnected'; remoteAddress: string }
   | { type: 'link.secured'; peerId: string; listenAddresses: string[] }
   | { type: 'link.ready' }
-  | { type: 'link.rtt'; rttMs: number }
-  /** A health sample (DESIGN §4): overall score in [0, 1] and its category; null until known. */
-  | { type: 'link.health'; score: number | null; category: HealthCategory | null }
+  /**
+   * One ping outcome (DESIGN §4), sent once per ping: its RTT in ms (`null` when the ping was
+   * lost) and the health it leaves, overall score in [0, 1] and its category (null until known).
+   * One event carries both so a ping costs one step of the machine, not two.
+   */
+  | { type: 'link.sample'; rttMs: number | null; score: number | null; category: HealthCategory | null }
   /**
    * A ping went unanswered for `pingTimeout` and nothing at all was received since it went out:
    * the path is dead (ends with Timeout). A lost ping while other bytes arrive only lowers the
@@ -215,11 +218,12 @@ export type ConnectionReport =
       direction: Direction;
       listenAddresses: string[];
     }
-  | { type: 'connection.rtt'; connectionId: string; peerId: string | null; rttMs: number }
   | {
-      type: 'connection.health';
+      /** One ping outcome: its RTT, ms (`null` when the ping was lost), and the health it leaves. */
+      type: 'connection.sample';
       connectionId: string;
       peerId: string | null;
+      rttMs: number | null;
       score: number | null;
       category: HealthCategory | null;
     };
@@ -384,24 +388,18 @@ export const connectionMachine = setup({
       };
       enqueue.emit(report);
     }),
-    reportHealth: enqueueActions(({ context, enqueue }) => {
+    /** On `link.sample`: keeps the latest RTT (a lost ping keeps the previous one) and health, and reports the sample. */
+    recordSample: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'link.sample') return;
+      const { rttMs, score, category } = event;
+      enqueue.assign({ health: { rttMs: rttMs ?? context.health.rttMs, score, category } });
       const report: ConnectionReport = {
-        type: 'connection.health',
-        connectionId: context.connectionId,
-        peerId: context.peerId,
-        score: context.health.score,
-        category: context.health.category,
-      };
-      enqueue.emit(report);
-    }),
-    reportRtt: enqueueActions(({ context, enqueue }) => {
-      const { rttMs } = context.health;
-      if (rttMs === null) return;
-      const report: ConnectionReport = {
-        type: 'connection.rtt',
+        type: 'connection.sample',
         connectionId: context.connectionId,
         peerId: context.peerId,
         rttMs,
+        score,
+        category,
       };
       enqueue.emit(report);
     }),
@@ -454,15 +452,7 @@ export const connectionMachine = setup({
       },
       initial: 'route',
       on: {
-        'link.rtt': {
-          actions: [assign(({ context, event }) => ({ health: { ...context.health, rttMs: event.rttMs } })), 'reportRtt'],
-        },
-        'link.health': {
-          actions: [
-            assign(({ context, event }) => ({ health: { ...context.health, score: event.score, category: event.category } })),
-            'reportHealth',
-          ],
-        },
+        'link.sample': { actions: 'recordSample' },
         'link.pingLost': {
           target: '.disconnecting',
           actions: assign({ reason: 'Timeout', error: 'ping timeout' }),
@@ -586,8 +576,7 @@ export const connectionMachine = setup({
       entry: [assign({ direction: 'outbound' as const }), { type: 'enter', params: { state: 'backoff' } }],
       initial: 'arriving',
       on: {
-        'link.rtt': {},
-        'link.health': {},
+        'link.sample': {},
         disconnect: {
           target: 'closed',
           actions: assign(({ event }) => ({ reason: event.reason, final: true })),

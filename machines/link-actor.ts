@@ -185,18 +185,21 @@ export function createLinkActor(deps: LinkActorDependencies) {
             scheduler: deps.scheduler,
           }),
         ),
-        share(),
       );
       const scored = healthSamples(samples, () => established.appBytes, deps.scheduler, {
         lostPingRttMs: deps.pingTimeoutMs,
         ...deps.health.options,
       }).pipe(share());
       const categories = scored.pipe(map((sample) => sample.category));
+      // One event per ping carries its RTT and the health it leaves; the verdicts follow it, and
+      // a loss that ends the link comes last, so each is judged on the sample before it.
+      pings = scored.subscribe({
+        next: (sample) => send({ type: 'link.sample', rttMs: sample.rttMs, score: sample.score, category: sample.category }),
+        error: (error: unknown) => {
+          if (!closing) fail(error);
+        },
+      });
       health = [
-        scored.subscribe({
-          next: (sample) => send({ type: 'link.health', score: sample.score, category: sample.category }),
-          error: () => undefined,
-        }),
         categories.pipe(degradedVerdicts(deps.health.degradedAfter)).subscribe({
           next: (verdict) => send({ type: verdict === 'poor' ? 'health.poor' : 'health.good' }),
           error: () => undefined,
@@ -205,16 +208,13 @@ export function createLinkActor(deps: LinkActorDependencies) {
           next: () => send({ type: 'health.critical' }),
           error: () => undefined,
         }),
+        scored.subscribe({
+          next: (sample) => {
+            if (sample.rttMs === null && established.bytesRead === receivedAtPing) send({ type: 'link.pingLost' });
+          },
+          error: () => undefined,
+        }),
       ];
-      pings = samples.subscribe({
-        next: (sample) => {
-          if (sample.kind === 'rtt') send({ type: 'link.rtt', rttMs: sample.rttMs });
-          else if (established.bytesRead === receivedAtPing) send({ type: 'link.pingLost' });
-        },
-        error: (error: unknown) => {
-          if (!closing) fail(error);
-        },
-      });
     };
     run().catch(fail);
 

@@ -403,7 +403,7 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
         nextDelayMs: report.nextDelayMs,
         rttMs: report.rttMs,
       });
-    } else if (report.type === 'connection.rtt') {
+    } else if (report.type === 'connection.sample' && report.rttMs !== null) {
       latencies.add(report.rttMs);
       rtts.next({ t: clock.now(), connectionId: report.connectionId, peerId: report.peerId, rttMs: report.rttMs });
     }

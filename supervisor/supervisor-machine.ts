@@ -540,10 +540,13 @@ function handle(draft: Draft, event: SupervisorEvent): void {
       return onTransition(draft, event);
     case 'connection.identified':
       return onIdentified(draft, event);
-    case 'connection.rtt':
-      return draft.update(event.connectionId, { rttMs: event.rttMs });
-    case 'connection.health':
-      return draft.update(event.connectionId, { healthScore: event.score, healthCategory: event.category });
+    case 'connection.sample':
+      return draft.update(
+        event.connectionId,
+        event.rttMs === null
+          ? { healthScore: event.score, healthCategory: event.category }
+          : { rttMs: event.rttMs, healthScore: event.score, healthCategory: event.category },
+      );
   }
 }
 
@@ -633,8 +636,7 @@ export const supervisorMachine = setup({
     closeTemporary: { actions: ['stamp', 'apply'] },
     'connection.transition': { actions: ['stamp', 'apply', { type: 'publish', params: ({ event }) => event }] },
     'connection.identified': { actions: ['stamp', 'apply'] },
-    'connection.rtt': { actions: ['apply', { type: 'publish', params: ({ event }) => event }] },
-    'connection.health': { actions: ['apply', { type: 'publish', params: ({ event }) => event }] },
+    'connection.sample': { actions: ['apply', { type: 'publish', params: ({ event }) => event }] },
   },
 });
 
