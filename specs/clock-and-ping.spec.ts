@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { interval, take, timer, toArray, firstValueFrom } from 'rxjs';
 import { clockScheduler, VirtualClock } from '../streams/clock.js';
+import type { Clock } from '../streams/clock.js';
 import { inactivity } from '../streams/inactivity.js';
 import { pingSamples } from '../streams/ping.js';
 import type { PingSample } from '../streams/ping.js';
@@ -108,6 +109,69 @@ describe('pingSamples', () => {
     await clock.advanceAsync(10_000);
     subscription.unsubscribe();
     assert.equal(maxInFlight, 1);
+  });
+
+  it('keeps its phase after a stall: ticks stay at multiples of the interval from the start', async () => {
+    const clock = new VirtualClock();
+    // A blocked event loop: every timer due in [2_500, 3_200) runs at 3_200 instead.
+    const stalled: Clock = {
+      now: () => clock.now(),
+      setTimeout: (fn, ms) => {
+        const due = clock.now() + ms;
+        return clock.setTimeout(fn, due >= 2_500 && due < 3_200 ? 3_200 - clock.now() : ms);
+      },
+      clearTimeout: (handle) => clock.clearTimeout(handle),
+    };
+    const sentAt: number[] = [];
+    const ping = (): Promise<void> =>
+      new Promise<void>((resolve) => {
+        sentAt.push(clock.now());
+        clock.setTimeout(resolve, 10);
+      });
+    const subscription = pingSamples(ping, { intervalMs: 1_000, timeoutMs: 500, scheduler: clockScheduler(stalled) }).subscribe();
+    await clock.advanceAsync(5_500);
+    subscription.unsubscribe();
+    assert.deepEqual(sentAt, [0, 1_000, 2_000, 3_200, 4_000, 5_000]);
+    assert.equal(clock.pendingTimers, 0);
+  });
+
+  it('skips ticks missed entirely and rejects a bad interval', async () => {
+    const clock = new VirtualClock();
+    let late = true;
+    // The second tick (due at 1_000) runs at 3_500: ticks at 2_000 and 3_000 are gone.
+    const stalled: Clock = {
+      now: () => clock.now(),
+      setTimeout: (fn, ms) => {
+        const delay = late && clock.now() + ms === 1_000 ? 3_500 - clock.now() : ms;
+        if (delay !== ms) late = false;
+        return clock.setTimeout(fn, delay);
+      },
+      clearTimeout: (handle) => clock.clearTimeout(handle),
+    };
+    const sentAt: number[] = [];
+    const ping = (): Promise<void> => {
+      sentAt.push(clock.now());
+      return Promise.resolve();
+    };
+    const subscription = pingSamples(ping, { intervalMs: 1_000, timeoutMs: 500, scheduler: clockScheduler(stalled) }).subscribe();
+    await clock.advanceAsync(4_500);
+    subscription.unsubscribe();
+    assert.deepEqual(sentAt, [0, 3_500, 4_000]);
+    assert.throws(() => pingSamples(ping, { intervalMs: 0, timeoutMs: 500, scheduler: clockScheduler(clock) }), RangeError);
+  });
+
+  it('ends with the error when ping throws at once, leaving no timer', async () => {
+    const clock = new VirtualClock();
+    let failure: unknown;
+    pingSamples(
+      () => {
+        throw new Error('no control stream');
+      },
+      { intervalMs: 1_000, timeoutMs: 500, scheduler: clockScheduler(clock) },
+    ).subscribe({ error: (error: unknown) => (failure = error) });
+    await clock.advanceAsync(0);
+    assert.equal((failure as Error).message, 'no control stream');
+    assert.equal(clock.pendingTimers, 0);
   });
 
   it('ends with the error when the connection closes', async () => {

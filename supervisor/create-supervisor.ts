@@ -15,6 +15,7 @@ import type { HealthOptions } from '../streams/health.js';
 import { LatencyWindow, RateMeter, sampleEvery } from '../streams/metrics.js';
 import type { OutboxLimits } from '../streams/outbox.js';
 import { renderPrometheus } from '../streams/prometheus.js';
+import { LatestValue } from '../streams/latest-value.js';
 import {
   DEFAULT_CONNECTION_POLICIES,
   DEFAULT_TIMEOUTS,
@@ -337,7 +338,7 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
     degradedAfter: options.health?.degradedAfter ?? DEFAULT_HEALTH_SETTINGS.degradedAfter,
     criticalLimitMs: options.health?.criticalLimitMs ?? DEFAULT_HEALTH_SETTINGS.criticalLimitMs,
   };
-  const pingInterval = new BehaviorSubject<number>(pingIntervalMs);
+  const pingInterval = new LatestValue<number>(pingIntervalMs);
   const backgroundPingFactor = options.backgroundPingFactor ?? 6;
   const targetOutbound = options.targetOutbound ?? config.limits.maxOutbound;
   const memoryUsage = options.memoryUsage ?? (() => process.memoryUsage());
@@ -529,11 +530,11 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
         current.send({ type: `network.${event.type}` });
         return;
       case 'background':
-        pingInterval.next(pingIntervalMs * backgroundPingFactor);
+        pingInterval.set(pingIntervalMs * backgroundPingFactor);
         current.send({ type: 'closeTemporary', reason: 'Normal' });
         return;
       case 'foreground':
-        pingInterval.next(pingIntervalMs);
+        pingInterval.set(pingIntervalMs);
         return;
       case 'peerDiscovered':
         if (current.getSnapshot().context.offline) return;
@@ -601,7 +602,7 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
         transport,
         scheduler,
         clock,
-        pingIntervalMs: pingInterval,
+        pingIntervalMs: pingInterval.changes,
         pingTimeoutMs,
         health: healthSettings,
         inactivityTimeoutMs: options.inactivityTimeoutMs ?? 60_000,
