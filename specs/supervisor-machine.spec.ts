@@ -7,6 +7,8 @@ import { describe, it } from 'node:test';
 import { createActor } from 'xstate';
 import { DEFAULT_CONNECTION_POLICIES, withConnectionPolicies } from '../machines/connection.js';
 import { VirtualClock } from '../streams/clock.js';
+import { configureConnectionActors, DEFAULT_SAMPLE_FLUSH_MS } from '../supervisor/connection-actors.js';
+import type { ConnectionSample } from '../supervisor/connection-actors.js';
 import { supervisorMachine } from '../supervisor/supervisor-machine.js';
 import { scriptedLinkLogic } from './support/scripted-link.js';
 import type { ScriptedLink } from './support/scripted-link.js';
@@ -96,6 +98,40 @@ describe('supervisor machine', () => {
     s.actor.send({ type: 'disconnect', peerId: 'pwc4', reason: 'Normal' });
     s.linkOf('c4').send({ type: 'link.closed' });
     assert.equal(s.record('c1')?.state, 'connecting');
+    s.actor.stop();
+  });
+
+  it('batches ping samples into the tables once per flush, the latest per connection, and leaves no timer', () => {
+    const s = startSupervisor();
+    const seen: ConnectionSample[] = [];
+    configureConnectionActors(s.actor, { onSample: (sample) => seen.push(sample) });
+    for (const [id, port] of [['c1', 1], ['c2', 2]] as const) {
+      s.actor.send({ type: 'connect', connectionId: id, address: `127.0.0.1:${4000 + port}`, kind: 'persistent' });
+      s.up(id, `pw${id}`);
+    }
+    const snapshots: unknown[] = [];
+    s.actor.subscribe((snapshot) => snapshots.push(snapshot));
+    s.linkOf('c1').send({ type: 'link.sample', rttMs: 3, score: 0.9, category: 'Excellent' });
+    s.linkOf('c1').send({ type: 'link.sample', rttMs: null, score: 0.4, category: 'Poor' });
+    s.linkOf('c2').send({ type: 'link.sample', rttMs: 7, score: 0.8, category: 'Good' });
+    assert.equal(seen.length, 3, 'onSample sees every sample at once');
+    assert.equal(snapshots.length, 0, 'the supervisor takes no step per sample');
+    assert.equal(s.record('c1')?.rttMs, null);
+    s.clock.advance(DEFAULT_SAMPLE_FLUSH_MS - 1);
+    assert.equal(s.record('c2')?.rttMs, null, 'not before the flush');
+    s.clock.advance(1);
+    assert.equal(snapshots.length, 1, 'one step for the whole batch');
+    assert.deepEqual(
+      [s.record('c1'), s.record('c2')].map((r) => [r?.rttMs, r?.healthScore, r?.healthCategory]),
+      [
+        [3, 0.4, 'Poor'], // a lost ping keeps the last RTT
+        [7, 0.8, 'Good'],
+      ],
+    );
+    // A sample of a connection that ends before the flush is dropped with it.
+    s.linkOf('c2').send({ type: 'link.sample', rttMs: 9, score: 0.8, category: 'Good' });
+    s.actor.send({ type: 'stopAll' });
+    assert.equal(s.clock.pendingTimers, 0, 'the last connection gone, no flush is pending');
     s.actor.stop();
   });
 });

@@ -14,19 +14,40 @@
  * clock drives every connection's timers; each connection's reports (`emit`ted events, see
  * `ConnectionReport`) are forwarded to it; and `inspect` observers, when configured, see every
  * connection actor (as its own root).
+ *
+ * Ping samples (`connection.sample`, one per connection every ping interval: 1,000/s at 10,000
+ * connections) are not forwarded one by one: each costs the supervisor a whole macrostep (about
+ * 10 KiB of garbage and a snapshot), for a table entry only status, eviction and the inspector
+ * read. The latest sample of each connection is kept and they go as one `connection.samples`
+ * event every {@link DEFAULT_SAMPLE_FLUSH_MS}; `onSample` still sees each one at once.
  */
 import { createActor } from 'xstate';
 import type { AnyActorLogic, AnyActorRef, EventObject, InspectionEvent, Observer } from 'xstate';
+import type { ConnectionReport } from '../machines/connection.js';
+
+/** One ping outcome of a connection, as its actor reports it. */
+export type ConnectionSample = Extract<ConnectionReport, { type: 'connection.sample' }>;
+
+/** How long samples wait to reach the supervisor's tables, ms (peerwarden's choice; metrics sample every 1 s too). */
+export const DEFAULT_SAMPLE_FLUSH_MS = 1_000;
 
 /** Options of the connection actors of one supervisor (see {@link configureConnectionActors}). */
 export interface ConnectionActorOptions {
   /** Inspection observer given to every connection actor (the supervisor's own `inspect`). */
   readonly inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void);
+  /** Sees every ping sample as it is reported, before it is batched (e.g. for an RTT stream). */
+  readonly onSample?: (sample: ConnectionSample) => void;
+  /** Samples reach the supervisor at most this late, ms (default {@link DEFAULT_SAMPLE_FLUSH_MS}); 0 sends each at once. */
+  readonly sampleFlushMs?: number;
 }
 
 interface Registry {
   readonly actors: Map<string, AnyActorRef>;
   options: ConnectionActorOptions;
+  /** Latest unsent sample by connection ID. */
+  readonly samples: Map<string, ConnectionSample>;
+  /** The pending flush timer of the supervisor's clock, if any. */
+  flush: unknown;
 }
 
 const registries = new WeakMap<AnyActorRef, Registry>();
@@ -34,7 +55,7 @@ const registries = new WeakMap<AnyActorRef, Registry>();
 function registryOf(supervisor: AnyActorRef): Registry {
   let registry = registries.get(supervisor);
   if (!registry) {
-    registry = { actors: new Map(), options: {} };
+    registry = { actors: new Map(), options: {}, samples: new Map(), flush: undefined };
     registries.set(supervisor, registry);
   }
   return registry;
@@ -65,7 +86,10 @@ export function spawnConnectionActor(supervisor: AnyActorRef, logic: AnyActorLog
     clock: supervisor.system._clock,
     ...(inspect ? { inspect } : {}),
   });
-  actor.on('*', (report: EventObject) => supervisor.send(report));
+  actor.on('*', (report: EventObject) => {
+    if (report.type === 'connection.sample') takeSample(supervisor, registry, report as ConnectionSample);
+    else supervisor.send(report);
+  });
   registry.actors.set(id, actor);
   actor.start();
 }
@@ -77,4 +101,34 @@ export function stopConnectionActor(supervisor: AnyActorRef, id: string): void {
   if (!actor) return;
   registry?.actors.delete(id);
   actor.stop();
+  // The last connection gone (the supervisor stopping): nothing is left to report on, and no timer may outlive it.
+  if (registry?.actors.size === 0) cancelFlush(supervisor, registry);
+}
+
+/** Keeps the latest sample of its connection and makes sure a flush is scheduled. */
+function takeSample(supervisor: AnyActorRef, registry: Registry, sample: ConnectionSample): void {
+  const { onSample, sampleFlushMs = DEFAULT_SAMPLE_FLUSH_MS } = registry.options;
+  onSample?.(sample);
+  if (sampleFlushMs <= 0) {
+    supervisor.send({ type: 'connection.samples', samples: [sample] });
+    return;
+  }
+  // A lost ping (no RTT) does not erase the RTT of a sample still waiting: the table keeps the last one.
+  const waiting = registry.samples.get(sample.connectionId);
+  const rttMs = sample.rttMs ?? waiting?.rttMs ?? null;
+  registry.samples.set(sample.connectionId, rttMs === sample.rttMs ? sample : { ...sample, rttMs });
+  if (registry.flush !== undefined) return;
+  registry.flush = supervisor.system._clock.setTimeout(() => {
+    registry.flush = undefined;
+    const samples = [...registry.samples.values()];
+    registry.samples.clear();
+    if ((supervisor.getSnapshot() as { status: string }).status === 'active') supervisor.send({ type: 'connection.samples', samples });
+  }, sampleFlushMs);
+}
+
+function cancelFlush(supervisor: AnyActorRef, registry: Registry): void {
+  registry.samples.clear();
+  if (registry.flush === undefined) return;
+  supervisor.system._clock.clearTimeout(registry.flush);
+  registry.flush = undefined;
 }

@@ -404,9 +404,6 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
         nextDelayMs: report.nextDelayMs,
         rttMs: report.rttMs,
       });
-    } else if (report.type === 'connection.sample' && report.rttMs !== null) {
-      latencies.add(report.rttMs);
-      rtts.next({ t: clock.now(), connectionId: report.connectionId, peerId: report.peerId, rttMs: report.rttMs });
     }
   };
 
@@ -642,7 +639,15 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
         clock,
         ...(options.inspect ? { inspect: options.inspect } : {}),
       });
-      configureConnectionActors(actor, options.inspect ? { inspect: options.inspect } : {});
+      configureConnectionActors(actor, {
+        ...(options.inspect ? { inspect: options.inspect } : {}),
+        // RTTs are published as they arrive; the supervisor's tables get them in batches.
+        onSample: (sample) => {
+          if (sample.rttMs === null) return;
+          latencies.add(sample.rttMs);
+          rtts.next({ t: clock.now(), connectionId: sample.connectionId, peerId: sample.peerId, rttMs: sample.rttMs });
+        },
+      });
       actor.on('refused', (refusal) => refusalWaiters.get(refusal.connectionId)?.(refusal));
       actor.subscribe(() => {
         flushReports();

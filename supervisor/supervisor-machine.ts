@@ -24,6 +24,7 @@ import { DEFAULT_EVICTION_OPTIONS, EVICTION_DISCONNECT_REASON, selectInboundToEv
 import type { EvictionCandidate } from './eviction.js';
 import { hostOfRemoteAddress } from './netgroup.js';
 import { connectionActorsOf, spawnConnectionActor, stopConnectionActor } from './connection-actors.js';
+import type { ConnectionSample } from './connection-actors.js';
 import { DEFAULT_REAPER_SETTINGS, reap } from './reaper.js';
 import type { LinkUsage } from './reaper.js';
 import { chooseSurvivor } from './simultaneous-open.js';
@@ -89,7 +90,13 @@ export type SupervisorCommand =
   | { type: 'network.offline' }
   | { type: 'network.online' }
   /** Close every temporary connection with `reason`, for good (e.g. the app went to the background). */
-  | { type: 'closeTemporary'; reason: DisconnectReason };
+  | { type: 'closeTemporary'; reason: DisconnectReason }
+  /**
+   * The latest ping sample of each connection that reported one since the last batch, sent by the
+   * connection table (`connection-actors.ts`) at most every `DEFAULT_SAMPLE_FLUSH_MS`; samples of
+   * connections no longer in the tables are ignored.
+   */
+  | { type: 'connection.samples'; samples: readonly ConnectionSample[] };
 
 /** Every event the supervisor actor accepts. */
 export type SupervisorEvent = SupervisorCommand | ConnectionReport;
@@ -541,13 +548,21 @@ function handle(draft: Draft, event: SupervisorEvent): void {
     case 'connection.identified':
       return onIdentified(draft, event);
     case 'connection.sample':
-      return draft.update(
-        event.connectionId,
-        event.rttMs === null
-          ? { healthScore: event.score, healthCategory: event.category }
-          : { rttMs: event.rttMs, healthScore: event.score, healthCategory: event.category },
-      );
+      return recordSample(draft, event);
+    case 'connection.samples':
+      for (const sample of event.samples) recordSample(draft, sample);
+      return;
   }
+}
+
+/** Writes a ping sample into its record: the RTT (a lost ping keeps the previous one) and the health. */
+function recordSample(draft: Draft, sample: ConnectionSample): void {
+  draft.update(
+    sample.connectionId,
+    sample.rttMs === null
+      ? { healthScore: sample.score, healthCategory: sample.category }
+      : { rttMs: sample.rttMs, healthScore: sample.score, healthCategory: sample.category },
+  );
 }
 
 /** The connection logic given to `setup()` or `provide()` (what `spawnChild('connection')` would use). */
@@ -636,7 +651,8 @@ export const supervisorMachine = setup({
     closeTemporary: { actions: ['stamp', 'apply'] },
     'connection.transition': { actions: ['stamp', 'apply', { type: 'publish', params: ({ event }) => event }] },
     'connection.identified': { actions: ['stamp', 'apply'] },
-    'connection.sample': { actions: ['apply', { type: 'publish', params: ({ event }) => event }] },
+    'connection.sample': { actions: 'apply' },
+    'connection.samples': { actions: 'apply' },
   },
 });
 
