@@ -206,4 +206,35 @@ describe('supervisor API over real TCP', () => {
       await a.stop();
     }
   });
+
+  it('settles many concurrent connect() calls: one connection per peer, and stop() rejects a call still waiting', async () => {
+    const a = await started({ limits: { maxOutbound: 64, maxTotal: 64, maxPending: 64 } });
+    const peers = await Promise.all(Array.from({ length: 30 }, () => started()));
+    // Accepts and never speaks: a connect() to it is still in Handshaking when stop() comes.
+    const silent = net.createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const calls = peers.flatMap((peer) => Array.from({ length: 10 }, () => a.connect(peer.listenAddress as string, { kind: 'temporary' })));
+      const results = await Promise.all(calls);
+      const byAddress = new Map<string, Set<string>>();
+      for (const result of results) {
+        const ids = byAddress.get(result.address as string) ?? new Set();
+        ids.add(result.connectionId);
+        byAddress.set(result.address as string, ids);
+      }
+      assert.equal(byAddress.size, peers.length);
+      for (const ids of byAddress.values()) assert.equal(ids.size, 1, 'every call for a peer gets its one connection');
+      assert.equal(a.getMetrics().dials, peers.length);
+      const waiting = a.connect(`127.0.0.1:${(silent.address() as net.AddressInfo).port}`, { kind: 'temporary' });
+      const settled = waiting.then(
+        () => 'resolved',
+        (error: unknown) => error,
+      );
+      await a.stop();
+      assert.ok((await settled) instanceof ConnectionFailed, 'the waiting call is rejected when its connection ends');
+    } finally {
+      await Promise.all(peers.map((peer) => peer.stop()));
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
+  });
 });

@@ -84,6 +84,12 @@ export type AppEvent =
   | { readonly type: 'background' }
   | { readonly type: 'peerDiscovered'; readonly address: string };
 
+/** A `connect()` call waiting for its connection: woken by that connection's transitions, or by `stop()`. */
+interface DialWaiter {
+  onTransition(transition: Extract<ConnectionReport, { type: 'connection.transition' }>): void;
+  onStop(): void;
+}
+
 /** Options of {@link createSupervisor}. Every field is optional; defaults follow DESIGN §6. */
 export interface SupervisorOptions {
   /** 32-byte X25519 private key; a fresh key pair is generated when absent. */
@@ -367,6 +373,22 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
   const changes = new BehaviorSubject<void>(undefined);
   /** Waiting `connect()` calls, by the connection ID they asked for: a refusal rejects them. */
   const refusalWaiters = new Map<string, (refusal: SupervisorEmitted) => void>();
+  /**
+   * Waiting `connect()` calls, by the connection they watch: only that connection's transitions
+   * wake them, so a transition costs O(its waiters), not O(every pending connect) (10,000
+   * concurrent connect() calls would otherwise make dialing quadratic).
+   */
+  const dialWaiters = new Map<string, Set<DialWaiter>>();
+  const watchDial = (connectionId: string, waiter: DialWaiter): void => {
+    let waiting = dialWaiters.get(connectionId);
+    if (!waiting) dialWaiters.set(connectionId, (waiting = new Set()));
+    waiting.add(waiter);
+  };
+  const unwatchDial = (connectionId: string, waiter: DialWaiter): void => {
+    const waiting = dialWaiters.get(connectionId);
+    if (!waiting?.delete(waiter) || waiting.size > 0) return;
+    dialWaiters.delete(connectionId);
+  };
   let store = new PeerStore(storeBounds);
   let storeDirty = false;
   let saving: Promise<void> = Promise.resolve();
@@ -404,6 +426,8 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
         nextDelayMs: report.nextDelayMs,
         rttMs: report.rttMs,
       });
+      const waiting = dialWaiters.get(report.connectionId);
+      if (waiting) for (const waiter of [...waiting]) waiter.onTransition(report);
     }
   };
 
@@ -732,6 +756,7 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
       pingInterval.complete();
       events.complete();
       rtts.complete();
+      for (const waiting of [...dialWaiters.values()]) for (const waiter of [...waiting]) waiter.onStop();
       changes.complete();
       // libuv releases a closed handle one or two loop turns after its 'close' event: once these
       // pass, process.getActiveResourcesInfo() shows nothing of this supervisor.
@@ -765,25 +790,25 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
       }
       const connectionId = `c${++nextId}`;
       return new Promise<ConnectionInfo>((resolve, reject) => {
-        let watchedId: string | undefined;
+        // The connection we wait for: the one spawned for us, or the one that already serves the target.
+        let watchedId = connectionId;
         let watchedPeer: string | null = targetPeer ?? null;
         let lastFailure: ConnectionFailed | undefined;
         let finished = false;
-        const subscriptions: Subscription[] = [];
         const finish = (settleWith: () => void): void => {
           if (finished) return;
           finished = true;
           refusalWaiters.delete(connectionId);
-          for (const subscription of subscriptions) subscription.unsubscribe();
+          unwatchDial(watchedId, waiter);
           settleWith();
+        };
+        const watch = (id: string): void => {
+          unwatchDial(watchedId, waiter);
+          watchedId = id;
+          watchDial(id, waiter);
         };
         const settle = (): void => {
           const context = current.getSnapshot().context;
-          // The connection we wait for: the one spawned for us, or the one that already served the target.
-          watchedId ??= context.connections[connectionId]
-            ? connectionId
-            : (context.byAddress[address] ?? (targetPeer === undefined ? undefined : context.byPeer[targetPeer]));
-          if (watchedId === undefined) return;
           const record = context.connections[watchedId];
           if (record) {
             watchedPeer = record.peerId ?? watchedPeer;
@@ -792,23 +817,26 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
           }
           // A duplicate that closed hands over to the survivor for its peer.
           const survivorId = watchedPeer === null ? undefined : context.byPeer[watchedPeer];
-          if (survivorId !== undefined && context.connections[survivorId]) {
-            watchedId = survivorId;
+          if (survivorId !== undefined && survivorId !== watchedId && context.connections[survivorId]) {
+            watch(survivorId);
             settle();
             return;
           }
           finish(() => reject(lastFailure ?? new ConnectionFailed(address, null, 'the connection ended')));
         };
-        refusalWaiters.set(connectionId, (refusal) =>
-          finish(() => reject(refusalError(refusal.refusal, refusal.detail))),
-        );
-        subscriptions.push(
-          events.subscribe((transition) => {
-            if (transition.connectionId !== watchedId) return;
+        const waiter: DialWaiter = {
+          onTransition: (transition) => {
             if (transition.to === 'closed' || transition.to === 'banned') {
               lastFailure = new ConnectionFailed(address, transition.reason, null);
             }
-          }),
+            settle();
+          },
+          onStop: () => finish(() => reject(new SupervisorStopped())),
+        };
+        // Watching before the send: a connection that ends during it leaves its reason here.
+        watchDial(connectionId, waiter);
+        refusalWaiters.set(connectionId, (refusal) =>
+          finish(() => reject(refusalError(refusal.refusal, refusal.detail))),
         );
         current.send({
           type: 'connect',
@@ -819,12 +847,14 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
           ...(connectOptions.reuse !== undefined ? { reuse: connectOptions.reuse } : {}),
           ...(connectOptions.protect !== undefined ? { protect: connectOptions.protect } : {}),
         });
-        // Subscribed after the send: `changes` replays the latest change, which settles at once if it can.
-        if (!finished) {
-          subscriptions.push(
-            changes.subscribe({ next: settle, complete: () => finish(() => reject(new SupervisorStopped())) }),
-          );
+        if (finished) return;
+        const context = current.getSnapshot().context;
+        if (!context.connections[connectionId]) {
+          // Not spawned: an existing connection serves the address or the peer.
+          const served = context.byAddress[address] ?? (targetPeer === undefined ? undefined : context.byPeer[targetPeer]);
+          if (served !== undefined) watch(served);
         }
+        settle();
       });
     },
 
