@@ -10,6 +10,7 @@ import { VirtualClock } from '../streams/clock.js';
 import { configureConnectionActors, DEFAULT_SAMPLE_FLUSH_MS } from '../supervisor/connection-actors.js';
 import type { ConnectionSample } from '../supervisor/connection-actors.js';
 import { supervisorMachine } from '../supervisor/supervisor-machine.js';
+import { STALE_SWEEP_REMOVALS } from '../supervisor/tables.js';
 import { scriptedLinkLogic } from './support/scripted-link.js';
 import type { ScriptedLink } from './support/scripted-link.js';
 
@@ -132,6 +133,31 @@ describe('supervisor machine', () => {
     s.linkOf('c2').send({ type: 'link.sample', rttMs: 9, score: 0.8, category: 'Good' });
     s.actor.send({ type: 'stopAll' });
     assert.equal(s.clock.pendingTimers, 0, 'the last connection gone, no flush is pending');
+    s.actor.stop();
+  });
+
+  it('sweeps stale index entries once enough records were removed, not on every reaper tick', () => {
+    const s = startSupervisor();
+    const context = () => s.actor.getSnapshot().context;
+    // An entry left under a key its record no longer carries (as a survivor handover can leave).
+    context().byAddress['10.9.9.9:1'] = 'gone';
+    const cycle = (index: number): void => {
+      const id = `c${index}`;
+      s.actor.send({ type: 'connect', connectionId: id, address: `127.0.0.1:${10_000 + index}`, kind: 'temporary' });
+      s.up(id, `pw${index}`);
+      s.actor.send({ type: 'disconnect', peerId: `pw${index}`, reason: 'Normal' });
+      s.linkOf(id).send({ type: 'link.closed' });
+    };
+    for (let index = 0; index < STALE_SWEEP_REMOVALS - 1; index++) cycle(index);
+    s.actor.send({ type: 'reaper.tick', usage: {} });
+    assert.equal(context().removedSinceSweep, STALE_SWEEP_REMOVALS - 1);
+    assert.equal(context().byAddress['10.9.9.9:1'], 'gone', 'no sweep before the threshold');
+    assert.equal(Object.keys(context().byPeer).length, 0, 'a removed record takes its own entries along');
+    cycle(STALE_SWEEP_REMOVALS);
+    s.actor.send({ type: 'reaper.tick', usage: {} });
+    assert.equal(context().byAddress['10.9.9.9:1'], undefined, 'swept');
+    assert.equal(context().removedSinceSweep, 0);
+    assert.deepEqual(context().byAddress, {});
     s.actor.stop();
   });
 });

@@ -487,9 +487,18 @@ export function createSupervisor(options: SupervisorOptions = {}): Supervisor {
     return saving;
   };
 
+  /**
+   * Application use of the live links for a reaper pass. A link with no stream open and none ever
+   * opened is left out: to the reaper it reads exactly like a missing entry (no use since it came
+   * up), and at 10,000 connections that only ping, the pass then carries nothing.
+   */
   const linkUsage = (): Record<string, LinkUsage> => {
     const usage: Record<string, LinkUsage> = {};
-    for (const [id, link] of links) if (!link.closed) usage[id] = link.usage;
+    for (const [id, link] of links) {
+      if (link.closed) continue;
+      const use = link.usage;
+      if (use.openStreams > 0 || use.events > 0) usage[id] = use;
+    }
     return usage;
   };
 

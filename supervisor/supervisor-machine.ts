@@ -28,7 +28,7 @@ import type { ConnectionSample } from './connection-actors.js';
 import { DEFAULT_REAPER_SETTINGS, reap } from './reaper.js';
 import type { LinkUsage } from './reaper.js';
 import { chooseSurvivor } from './simultaneous-open.js';
-import { dropIndexEntries, hasEnded, isLive, newRecord, slotsOf, sweepStaleIndexes, zeroCounters } from './tables.js';
+import { STALE_SWEEP_REMOVALS, dropIndexEntries, hasEnded, isLive, newRecord, slotsOf, sweepStaleIndexes, zeroCounters } from './tables.js';
 import type { ConnectionRecord, Refusal, SupervisorConfig, SupervisorContext } from './tables.js';
 
 export type { ConnectionRecord, Refusal, SupervisorConfig, SupervisorContext } from './tables.js';
@@ -204,6 +204,7 @@ class Draft {
     if (record) {
       dropIndexEntries(this.context, record);
       this.put(id, undefined);
+      this.context.removedSinceSweep++;
     }
     this.effects.push({ kind: 'stop', id });
   }
@@ -482,7 +483,10 @@ function onReaperTick(draft: Draft, event: Extract<SupervisorCommand, { type: 'r
   }
   for (const id of verdict.sweep) draft.remove(id);
   draft.freedSlots += verdict.sweep.length;
-  sweepStaleIndexes(context);
+  if (context.removedSinceSweep >= STALE_SWEEP_REMOVALS) {
+    sweepStaleIndexes(context);
+    context.removedSinceSweep = 0;
+  }
   context.waitQueue = context.waitQueue.filter((entry) => context.waiting[entry.connectionId] === entry.ticket);
   context.bans = pruneExpired(context.bans, draft.now);
   const windowMs = context.config.violationBan.windowMs;
@@ -629,6 +633,7 @@ export const supervisorMachine = setup({
     slots: NO_CONNECTIONS,
     waiting: {},
     waitQueue: [],
+    removedSinceSweep: 0,
     nextWaitTicket: 1,
     bans: emptyBans(),
     violationsByIp: {},
