@@ -15,7 +15,7 @@ import type { Duplex } from 'node:stream';
 import { ByteQueue } from './byte-queue.js';
 import { reasonCode, reasonFromCode } from './disconnect-reason.js';
 import type { DisconnectReason } from './disconnect-reason.js';
-import { ConnectionClosed, ProtocolViolation } from './errors.js';
+import { ConnectionClosed, ProtocolViolation, withoutStack } from './errors.js';
 
 /** Protocol name under which the control stream is opened. */
 export const CONTROL_PROTOCOL = '/peerwarden/control/1';
@@ -61,10 +61,10 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   private readonly onStreamData = (chunk: Buffer): void => this.onData(chunk);
   // Errors are built only when still needed: capturing a stack costs more than the whole close.
   private readonly onStreamEnd = (): void => {
-    if (this.usable) this.fail(new ConnectionClosed('control stream ended'));
+    if (this.usable) this.fail(withoutStack(() => new ConnectionClosed('control stream ended')));
   };
   private readonly onStreamClose = (): void => {
-    if (this.usable) this.fail(new ConnectionClosed('control stream closed'));
+    if (this.usable) this.fail(withoutStack(() => new ConnectionClosed('control stream closed')));
   };
   private readonly onStreamError = (error: Error): void => this.fail(error);
 

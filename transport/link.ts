@@ -13,7 +13,7 @@ import type { Duplex } from 'node:stream';
 import { ControlChannel, CONTROL_PROTOCOL } from './control-channel.js';
 import type { Goodbye } from './control-channel.js';
 import type { DisconnectReason } from './disconnect-reason.js';
-import { ConnectionClosed, ProtocolViolation } from './errors.js';
+import { ConnectionClosed, ProtocolViolation, withoutStack } from './errors.js';
 import type { HandshakePayload } from './handshake-payload.js';
 import type { KeyPair, NoiseCrypto } from './noise/crypto.js';
 import { handshakeInitiator, handshakeResponder } from './noise/handshake.js';
@@ -225,7 +225,7 @@ export class Link extends EventEmitter<LinkEvents> {
   /** Ends with ConnectionClosed, built only if someone will see it (a stack costs more than the close). */
   private endClosed(message: string): void {
     if (this.ended) return;
-    this.end(this.closingByUs ? undefined : new ConnectionClosed(message));
+    this.end(this.closingByUs ? undefined : withoutStack(() => new ConnectionClosed(message)));
   }
 
   private end(error: Error | undefined): void {

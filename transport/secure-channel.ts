@@ -10,7 +10,7 @@
  */
 import { Duplex, type DuplexOptions } from 'node:stream';
 import { ByteQueue } from './byte-queue.js';
-import { ConnectionClosed, PeerwardenError, ProtocolViolation } from './errors.js';
+import { ConnectionClosed, PeerwardenError, ProtocolViolation, withoutStack } from './errors.js';
 import type { HandshakePayload } from './handshake-payload.js';
 import type { CipherState } from './noise/cipher-state.js';
 import { TAG_LENGTH } from './noise/crypto.js';
@@ -114,15 +114,19 @@ export class SecureChannel extends Duplex {
   private readonly onClose = (): void => {
     const resume = this.awaitingDrain;
     this.awaitingDrain = undefined;
-    resume?.(new ConnectionClosed('connection closed while writing'));
+    if (resume) resume(withoutStack(() => new ConnectionClosed('connection closed while writing')));
     if (!this.remoteEnded) {
-      this.destroy(new ConnectionClosed('connection closed'));
+      this.destroy(withoutStack(() => new ConnectionClosed('connection closed')));
       return;
     }
     // The peer had finished sending: let what it sent be read to the end, then close, failing
     // only if bytes we were asked to send are lost.
     const finish = (): void => {
-      this.destroy(this.writableFinished || this.writableLength === 0 ? undefined : new ConnectionClosed('connection closed before our data was sent'));
+      this.destroy(
+        this.writableFinished || this.writableLength === 0
+          ? undefined
+          : withoutStack(() => new ConnectionClosed('connection closed before our data was sent')),
+      );
     };
     if (this.readableEnded) finish();
     else this.once('end', finish);
@@ -195,7 +199,7 @@ export class SecureChannel extends Duplex {
     const resume = this.awaitingDrain;
     this.awaitingDrain = undefined;
     socket.destroy();
-    resume?.(error ?? new ConnectionClosed('channel destroyed'));
+    if (resume) resume(error ?? withoutStack(() => new ConnectionClosed('channel destroyed')));
     callback(error);
   }
 

@@ -15,7 +15,7 @@ import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 
 import { ByteQueue } from '../byte-queue.js';
-import { ConnectionClosed, PeerwardenError, ProtocolViolation } from '../errors.js';
+import { ConnectionClosed, PeerwardenError, ProtocolViolation, withoutStack } from '../errors.js';
 import {
   Flag,
   FrameType,
@@ -624,7 +624,7 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
     if (this.terminated) return;
     // A frame cut by the end is the transport's truncation, not a malformed frame.
     const cut = this.header !== undefined || this.input.length > 0;
-    this.terminate(cut ? new ConnectionClosed('yamux: the connection ended in the middle of a frame') : undefined);
+    this.terminate(cut ? withoutStack(() => new ConnectionClosed('yamux: the connection ended in the middle of a frame')) : undefined);
     if (this.connection.writable) this.connection.end();
   };
 
@@ -756,7 +756,7 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
       this.inputPaused = false;
       this.connection.resume();
     }
-    const streamError = error ?? new ConnectionClosed('yamux session closed');
+    const streamError = error ?? withoutStack(() => new ConnectionClosed('yamux session closed'));
     const streams = [...this.streams.values()];
     this.streams.clear();
     this.inboundCount = 0;
@@ -765,7 +765,7 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
     for (const stream of streams) stream.abort(streamError);
     const pings = [...this.pings.values()];
     this.pings.clear();
-    for (const ping of pings) ping.reject(new ConnectionClosed('yamux session closed before the ping was answered'));
+    for (const ping of pings) ping.reject(withoutStack(() => new ConnectionClosed('yamux session closed before the ping was answered')));
     if (error !== undefined && this.listenerCount('error') > 0) this.emit('error', error);
     this.emit('close', error);
     for (const resolve of this.closeWaiters.splice(0)) resolve();
