@@ -37,8 +37,6 @@ export interface ConnectionActorOptions {
   readonly inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void);
   /** Sees every ping sample as it is reported, before it is batched (e.g. for an RTT stream). */
   readonly onSample?: (sample: ConnectionSample) => void;
-  /** Samples reach the supervisor at most this late, ms (default {@link DEFAULT_SAMPLE_FLUSH_MS}); 0 sends each at once. */
-  readonly sampleFlushMs?: number;
 }
 
 interface Registry {
@@ -107,12 +105,7 @@ export function stopConnectionActor(supervisor: AnyActorRef, id: string): void {
 
 /** Keeps the latest sample of its connection and makes sure a flush is scheduled. */
 function takeSample(supervisor: AnyActorRef, registry: Registry, sample: ConnectionSample): void {
-  const { onSample, sampleFlushMs = DEFAULT_SAMPLE_FLUSH_MS } = registry.options;
-  onSample?.(sample);
-  if (sampleFlushMs <= 0) {
-    supervisor.send({ type: 'connection.samples', samples: [sample] });
-    return;
-  }
+  registry.options.onSample?.(sample);
   // A lost ping (no RTT) does not erase the RTT of a sample still waiting: the table keeps the last one.
   const waiting = registry.samples.get(sample.connectionId);
   const rttMs = sample.rttMs ?? waiting?.rttMs ?? null;
@@ -123,7 +116,7 @@ function takeSample(supervisor: AnyActorRef, registry: Registry, sample: Connect
     const samples = [...registry.samples.values()];
     registry.samples.clear();
     if ((supervisor.getSnapshot() as { status: string }).status === 'active') supervisor.send({ type: 'connection.samples', samples });
-  }, sampleFlushMs);
+  }, DEFAULT_SAMPLE_FLUSH_MS);
 }
 
 function cancelFlush(supervisor: AnyActorRef, registry: Registry): void {

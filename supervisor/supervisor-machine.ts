@@ -98,8 +98,11 @@ export type SupervisorCommand =
    */
   | { type: 'connection.samples'; samples: readonly ConnectionSample[] };
 
-/** Every event the supervisor actor accepts. */
-export type SupervisorEvent = SupervisorCommand | ConnectionReport;
+/**
+ * Every event the supervisor actor accepts. Single ping samples are not among them: the
+ * connection table batches them into `connection.samples`.
+ */
+export type SupervisorEvent = SupervisorCommand | Exclude<ConnectionReport, { type: 'connection.sample' }>;
 
 /** Events the supervisor emits (`actor.on(type, handler)`). */
 export type SupervisorEmitted = { type: 'refused'; connectionId: string; refusal: Refusal; detail: string };
@@ -551,8 +554,6 @@ function handle(draft: Draft, event: SupervisorEvent): void {
       return onTransition(draft, event);
     case 'connection.identified':
       return onIdentified(draft, event);
-    case 'connection.sample':
-      return recordSample(draft, event);
     case 'connection.samples':
       for (const sample of event.samples) recordSample(draft, sample);
       return;
@@ -656,7 +657,6 @@ export const supervisorMachine = setup({
     closeTemporary: { actions: ['stamp', 'apply'] },
     'connection.transition': { actions: ['stamp', 'apply', { type: 'publish', params: ({ event }) => event }] },
     'connection.identified': { actions: ['stamp', 'apply'] },
-    'connection.sample': { actions: 'apply' },
     'connection.samples': { actions: 'apply' },
   },
 });
