@@ -55,8 +55,8 @@ export { peerScore } from './supervisor/peer-score.js';
 export { pickReplacement } from './supervisor/replacement.js';
 export { MESSAGES_PROTOCOL } from './supervisor/messaging.js';
 export { metricFamilies } from './supervisor/metric-families.js';
-export { DEFAULT_HEALTH_SETTINGS } from './machines/link-actor.js';
-export type { HealthSettings } from './machines/link-actor.js';
+export { createLinkMonitor, DEFAULT_HEALTH_SETTINGS } from './streams/link-monitor.js';
+export type { HealthSettings, LinkMonitorEvent, LinkMonitorOptions, MonitoredLink } from './streams/link-monitor.js';
 export type { PeerRecord, PeerStoreProblem } from './supervisor/peer-store.js';
 
 export {

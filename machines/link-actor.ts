@@ -5,15 +5,11 @@
  * the session and the ping subscription.
  */
 import type { Duplex } from 'node:stream';
-import { map, share, switchMap } from 'rxjs';
 import type { Observable, SchedulerLike } from 'rxjs';
 import { fromCallback } from 'xstate';
 import type { Clock } from '../streams/clock.js';
-import { healthSamples } from '../streams/health.js';
-import type { HealthOptions } from '../streams/health.js';
-import { criticalFor, degradedVerdicts } from '../streams/hysteresis.js';
-import { inactivity } from '../streams/inactivity.js';
-import { pingSamples } from '../streams/ping.js';
+import { createLinkMonitor } from '../streams/link-monitor.js';
+import type { HealthSettings, LinkMonitorEvent } from '../streams/link-monitor.js';
 import type { DisconnectReason } from '../transport/disconnect-reason.js';
 import {
   ConnectionClosed,
@@ -27,18 +23,6 @@ import { establishLink } from '../transport/link.js';
 import type { Link, LocalIdentity } from '../transport/link.js';
 import type { RawConnection, Transport } from '../transport/transport.js';
 import type { ConnectionCommand, LinkCommand, LinkEvent, LinkInput } from './connection.js';
-
-/** How the link judges its health (issue 5 items 1–2). */
-export interface HealthSettings {
-  readonly options: Partial<HealthOptions>;
-  /** Consecutive Poor-or-worse samples that make Connected → Degraded, and Good-or-better back (k). */
-  readonly degradedAfter: number;
-  /** A link Critical for this many ms is replaced. */
-  readonly criticalLimitMs: number;
-}
-
-/** Defaults: k = 3 samples (30 s at the default ping interval), replaced after 60 s Critical (peerwarden's choice). */
-export const DEFAULT_HEALTH_SETTINGS: HealthSettings = { options: {}, degradedAfter: 3, criticalLimitMs: 60_000 };
 
 /** Live links by connection ID, so the supervisor can open streams on them. */
 export type LinkRegistry = Map<string, Link>;
@@ -88,17 +72,26 @@ export function reasonForError(error: unknown): { reason: DisconnectReason; fina
   return { reason: 'Timeout', final: false };
 }
 
-/** Creates the link actor logic to provide as `actors.link` of the connection machine. */
+/**
+ * Creates the link actor logic to provide as `actors.link` of the connection machine.
+ * @throws RangeError for invalid ping, health or inactivity settings (see `createLinkMonitor`).
+ */
 export function createLinkActor(deps: LinkActorDependencies) {
+  const monitor = createLinkMonitor({
+    pingIntervalMs: deps.pingIntervalMs,
+    pingTimeoutMs: deps.pingTimeoutMs,
+    health: deps.health,
+    inactivityTimeoutMs: deps.inactivityTimeoutMs,
+    scheduler: deps.scheduler,
+  });
   return fromCallback<LinkCommand, LinkInput>(({ input, sendBack, receive }) => {
-    const abort = new AbortController();
+    // Only a dial in flight listens for the stop; the controller is dropped once the dial settles.
+    let abort: AbortController | undefined;
     let raw: RawConnection | undefined;
     let link: Link | undefined;
     let stopped = false;
     let closing = false;
-    let pings: { unsubscribe(): void } | undefined;
-    let silence: { unsubscribe(): void } | undefined;
-    let health: { unsubscribe(): void }[] = [];
+    let monitoring: { unsubscribe(): void } | undefined;
     let monitoringStart: { unsubscribe(): void } | undefined;
     const send = (event: LinkEvent | ConnectionCommand): void => {
       if (!stopped) sendBack(event);
@@ -115,7 +108,12 @@ export function createLinkActor(deps: LinkActorDependencies) {
     const run = async (): Promise<void> => {
       if (input.direction === 'outbound') {
         if (input.address === null) throw new DialFailed('(none)', { cause: new Error('no address to dial') });
-        raw = await deps.transport.dial(input.address, abort.signal);
+        abort = new AbortController();
+        try {
+          raw = await deps.transport.dial(input.address, abort.signal);
+        } finally {
+          abort = undefined;
+        }
         deps.trackConnection(raw);
         if (stopped) {
           raw.stream.destroy();
@@ -164,57 +162,14 @@ export function createLinkActor(deps: LinkActorDependencies) {
       });
     };
 
-    /** Starts the pings, the health pipeline and the inactivity watch of a live link. */
+    /** Starts the pings, the health pipeline and the inactivity watch of a live link (one subscription). */
     const startMonitoring = (established: Link): void => {
-      silence = inactivity(() => established.bytesRead, {
-        timeoutMs: deps.inactivityTimeoutMs,
-        scheduler: deps.scheduler,
-      }).subscribe(() => send({ type: 'link.inactive' }));
-      // Bytes received when the latest ping went out: a lost ping with nothing received since
-      // means the path is dead; with other bytes still arriving, it only costs reliability.
-      let receivedAtPing = established.bytesRead;
-      const ping = (): Promise<void> => {
-        receivedAtPing = established.bytesRead;
-        return established.ping();
-      };
-      const samples = deps.pingIntervalMs.pipe(
-        switchMap((intervalMs) =>
-          pingSamples(ping, {
-            intervalMs,
-            timeoutMs: deps.pingTimeoutMs,
-            scheduler: deps.scheduler,
-          }),
-        ),
-      );
-      const scored = healthSamples(samples, () => established.appBytes, deps.scheduler, {
-        lostPingRttMs: deps.pingTimeoutMs,
-        ...deps.health.options,
-      }).pipe(share());
-      const categories = scored.pipe(map((sample) => sample.category));
-      // One event per ping carries its RTT and the health it leaves; the verdicts follow it, and
-      // a loss that ends the link comes last, so each is judged on the sample before it.
-      pings = scored.subscribe({
-        next: (sample) => send({ type: 'link.sample', rttMs: sample.rttMs, score: sample.score, category: sample.category }),
+      monitoring = monitor(established).subscribe({
+        next: (event) => send(linkEventOf(event)),
         error: (error: unknown) => {
           if (!closing) fail(error);
         },
       });
-      health = [
-        categories.pipe(degradedVerdicts(deps.health.degradedAfter)).subscribe({
-          next: (verdict) => send({ type: verdict === 'poor' ? 'health.poor' : 'health.good' }),
-          error: () => undefined,
-        }),
-        categories.pipe(criticalFor(deps.health.criticalLimitMs, deps.scheduler)).subscribe({
-          next: () => send({ type: 'health.critical' }),
-          error: () => undefined,
-        }),
-        scored.subscribe({
-          next: (sample) => {
-            if (sample.rttMs === null && established.bytesRead === receivedAtPing) send({ type: 'link.pingLost' });
-          },
-          error: () => undefined,
-        }),
-      ];
     };
     run().catch(fail);
 
@@ -222,9 +177,7 @@ export function createLinkActor(deps: LinkActorDependencies) {
       if (command.type !== 'link.goodbye' || closing) return;
       closing = true;
       monitoringStart?.unsubscribe();
-      pings?.unsubscribe();
-      silence?.unsubscribe();
-      for (const subscription of health.splice(0)) subscription.unsubscribe();
+      monitoring?.unsubscribe();
       if (!link) {
         send({ type: 'link.closed' });
         return;
@@ -238,14 +191,29 @@ export function createLinkActor(deps: LinkActorDependencies) {
     return () => {
       stopped = true;
       monitoringStart?.unsubscribe();
-      // Only a dial still in flight listens; later phases need no reason built.
-      if (!raw) abort.abort(new ConnectionClosed('link stopped'));
-      pings?.unsubscribe();
-      silence?.unsubscribe();
-      for (const subscription of health.splice(0)) subscription.unsubscribe();
+      abort?.abort(new ConnectionClosed('link stopped'));
+      monitoring?.unsubscribe();
       deps.links.delete(input.connectionId);
       link?.destroy();
       raw?.stream.destroy();
     };
   });
+}
+
+/** The connection machine's event for what the monitor reported. */
+function linkEventOf(event: LinkMonitorEvent): LinkEvent | ConnectionCommand {
+  switch (event.type) {
+    case 'sample': {
+      const { rttMs, score, category } = event.sample;
+      return { type: 'link.sample', rttMs, score, category };
+    }
+    case 'verdict':
+      return { type: event.verdict === 'poor' ? 'health.poor' : 'health.good' };
+    case 'critical':
+      return { type: 'health.critical' };
+    case 'pingLost':
+      return { type: 'link.pingLost' };
+    case 'inactive':
+      return { type: 'link.inactive' };
+  }
 }

@@ -171,7 +171,12 @@ export interface HealthSample {
   readonly category: HealthCategory | null;
 }
 
+/** Resolved options by the object passed in: every link of a supervisor passes the same one. */
+const resolvedOptions = new WeakMap<Partial<HealthOptions>, HealthOptions>();
+
 function resolveOptions(options: Partial<HealthOptions> | undefined): HealthOptions {
+  const cached = options && resolvedOptions.get(options);
+  if (cached) return cached;
   const resolved: HealthOptions = { ...DEFAULT_HEALTH_OPTIONS, ...options };
   checkScale(resolved.latency);
   if (!Number.isInteger(resolved.reliabilityWindow) || resolved.reliabilityWindow < 1) {
@@ -186,11 +191,13 @@ function resolveOptions(options: Partial<HealthOptions> | undefined): HealthOpti
   if (resolved.lostPingRttMs !== null && !(resolved.lostPingRttMs >= 0)) {
     throw new RangeError(`lostPingRttMs must be null or >= 0, got ${resolved.lostPingRttMs}`);
   }
+  if (options) resolvedOptions.set(options, resolved);
   return resolved;
 }
 
 /**
- * One {@link HealthSample} per ping outcome.
+ * One {@link HealthSample} per ping outcome: a {@link HealthScorer} per subscription, applied to
+ * each outcome of `pings`.
  *
  * - latency: {@link latencyScore} of the latest RTT (`null` until one arrives); a lost ping
  *   counts as `lostPingRttMs` when set, else keeps the previous score.
@@ -220,47 +227,80 @@ export function healthSamples(
   scheduler: SchedulerLike,
   options?: Partial<HealthOptions>,
 ): Observable<HealthSample> {
-  const { latency: scale, reliabilityWindow, bandwidthWindowMs, referenceBytesPerSecond, lostPingRttMs } = resolveOptions(options);
+  const resolved = resolveOptions(options);
   return defer(() => {
-    const outcomes: boolean[] = []; // answered?, oldest first, at most reliabilityWindow
-    let answered = 0;
-    let latestLatency: number | null = null;
-    // (time, counter) pairs, oldest first; pairs[0] is the baseline.
-    let pairs: Array<{ atMs: number; count: number }> = [{ atMs: scheduler.now(), count: bytes() }];
-
-    return pings.pipe(
-      map((ping): HealthSample => {
-        const atMs = scheduler.now();
-        const rttMs = ping.kind === 'rtt' ? ping.rttMs : null;
-        if (rttMs !== null) latestLatency = latencyScore(rttMs, scale);
-        else if (lostPingRttMs !== null) latestLatency = latencyScore(lostPingRttMs, scale);
-
-        outcomes.push(rttMs !== null);
-        if (rttMs !== null) answered++;
-        if (outcomes.length > reliabilityWindow && outcomes.shift()) answered--;
-        const reliability = reliabilityScore(answered, outcomes.length);
-
-        const count = bytes();
-        const last = pairs[pairs.length - 1];
-        if (last !== undefined && count < last.count) pairs = [];
-        pairs.push({ atMs, count });
-        // Keep exactly one pair at or before the window's start: the baseline.
-        while (pairs.length > 1 && (pairs[1]?.atMs ?? Infinity) <= atMs - bandwidthWindowMs) pairs.shift();
-        const base = pairs[0] ?? { atMs, count };
-        const bytesPerSecond = ((count - base.count) * 1000) / Math.max(bandwidthWindowMs, atMs - base.atMs);
-        const bandwidth = bandwidthScore(bytesPerSecond, referenceBytesPerSecond);
-
-        const score = overallScore([latestLatency, reliability, bandwidth]);
-        return {
-          atMs,
-          rttMs,
-          latency: latestLatency,
-          reliability,
-          bandwidth,
-          score,
-          category: score === null ? null : categorize(score),
-        };
-      }),
-    );
+    const scorer = new HealthScorer(bytes, scheduler, resolved);
+    return pings.pipe(map((ping) => scorer.score(ping)));
   });
+}
+
+/**
+ * The health state of one connection as plain fields, scored one ping outcome at a time (the rules
+ * are those of {@link healthSamples}, which runs one per subscription). Memory is bounded:
+ * `reliabilityWindow` outcomes and the (time, count) pairs younger than the bandwidth window.
+ */
+export class HealthScorer {
+  private readonly options: HealthOptions;
+  /** Answered?, oldest first, at most `reliabilityWindow`. */
+  private readonly outcomes: boolean[] = [];
+  private answered = 0;
+  private latestLatency: number | null = null;
+  /** (time ms, counter) pairs, oldest first; `pairs[0]` is the baseline. */
+  private pairs: Array<{ atMs: number; count: number }>;
+
+  /**
+   * Reads `bytes()` and `scheduler.now()` once now, as the bandwidth baseline.
+   * @param bytes a monotone counter of bytes on the connection (see {@link healthSamples}).
+   * @param scheduler the clock of `atMs` and of the bandwidth window (`now()` only).
+   * @param options merged over {@link DEFAULT_HEALTH_OPTIONS}.
+   * @throws RangeError for invalid options.
+   */
+  constructor(
+    private readonly bytes: () => number,
+    private readonly scheduler: SchedulerLike,
+    options?: Partial<HealthOptions>,
+  ) {
+    this.options = resolveOptions(options);
+    this.pairs = [{ atMs: scheduler.now(), count: bytes() }];
+  }
+
+  /**
+   * Scores one ping outcome, taken now.
+   * @throws RangeError when the sample's RTT is NaN or negative.
+   */
+  score(ping: PingSample): HealthSample {
+    const { latency: scale, reliabilityWindow, bandwidthWindowMs, referenceBytesPerSecond, lostPingRttMs } = this.options;
+    const atMs = this.scheduler.now();
+    const rttMs = ping.kind === 'rtt' ? ping.rttMs : null;
+    if (rttMs !== null) this.latestLatency = latencyScore(rttMs, scale);
+    else if (lostPingRttMs !== null) this.latestLatency = latencyScore(lostPingRttMs, scale);
+
+    const outcomes = this.outcomes;
+    outcomes.push(rttMs !== null);
+    if (rttMs !== null) this.answered++;
+    if (outcomes.length > reliabilityWindow && outcomes.shift()) this.answered--;
+    const reliability = reliabilityScore(this.answered, outcomes.length);
+
+    const count = this.bytes();
+    const last = this.pairs[this.pairs.length - 1];
+    if (last !== undefined && count < last.count) this.pairs = [];
+    const pairs = this.pairs;
+    pairs.push({ atMs, count });
+    // Keep exactly one pair at or before the window's start: the baseline.
+    while (pairs.length > 1 && (pairs[1]?.atMs ?? Infinity) <= atMs - bandwidthWindowMs) pairs.shift();
+    const base = pairs[0] ?? { atMs, count };
+    const bytesPerSecond = ((count - base.count) * 1000) / Math.max(bandwidthWindowMs, atMs - base.atMs);
+    const bandwidth = bandwidthScore(bytesPerSecond, referenceBytesPerSecond);
+
+    const score = overallScore([this.latestLatency, reliability, bandwidth]);
+    return {
+      atMs,
+      rttMs,
+      latency: this.latestLatency,
+      reliability,
+      bandwidth,
+      score,
+      category: score === null ? null : categorize(score),
+    };
+  }
 }

@@ -31,25 +31,51 @@ function isGoodOrBetter(category: HealthCategory): boolean {
  * @throws RangeError at call time when `k` is not an integer ≥ 1.
  */
 export function degradedVerdicts(k: number): OperatorFunction<HealthCategory | null, DegradedVerdict> {
-  if (!Number.isInteger(k) || k < 1) throw new RangeError(`k must be an integer >= 1, got ${k}`);
+  checkStreak(k);
   return (source) =>
     new Observable<DegradedVerdict>((subscriber) => {
-      let degraded = false;
-      let streak = 0;
+      const hysteresis = new DegradedHysteresis(k);
       return source.subscribe({
         next(category) {
-          if (category === null) return;
-          const counts = degraded ? isGoodOrBetter(category) : isPoorOrWorse(category);
-          streak = counts ? streak + 1 : 0;
-          if (streak < k) return;
-          degraded = !degraded;
-          streak = 0;
-          subscriber.next(degraded ? 'poor' : 'good');
+          const verdict = hysteresis.next(category);
+          if (verdict !== undefined) subscriber.next(verdict);
         },
         error: (error: unknown) => subscriber.error(error),
         complete: () => subscriber.complete(),
       });
     });
+}
+
+function checkStreak(k: number): void {
+  if (!Number.isInteger(k) || k < 1) throw new RangeError(`k must be an integer >= 1, got ${k}`);
+}
+
+/**
+ * The state of {@link degradedVerdicts} as plain fields, fed one category at a time (the link
+ * monitor keeps one per link instead of an operator chain). Starts good (Connected).
+ */
+export class DegradedHysteresis {
+  private degraded = false;
+  private streak = 0;
+
+  /**
+   * @param k samples in a row needed to change state, an integer ≥ 1.
+   * @throws RangeError when `k` is not an integer ≥ 1.
+   */
+  constructor(private readonly k: number) {
+    checkStreak(k);
+  }
+
+  /** Takes one category; returns the verdict it completes, if any (rules of {@link degradedVerdicts}). */
+  next(category: HealthCategory | null): DegradedVerdict | undefined {
+    if (category === null) return undefined;
+    const counts = this.degraded ? isGoodOrBetter(category) : isPoorOrWorse(category);
+    this.streak = counts ? this.streak + 1 : 0;
+    if (this.streak < this.k) return undefined;
+    this.degraded = !this.degraded;
+    this.streak = 0;
+    return this.degraded ? 'poor' : 'good';
+  }
 }
 
 /**
@@ -64,42 +90,75 @@ export function degradedVerdicts(k: number): OperatorFunction<HealthCategory | n
  * @throws RangeError at call time when `limitMs` is negative or not finite.
  */
 export function criticalFor(limitMs: number, scheduler: SchedulerLike): OperatorFunction<HealthCategory | null, void> {
-  if (!Number.isFinite(limitMs) || limitMs < 0) throw new RangeError(`limitMs must be finite and >= 0, got ${limitMs}`);
+  checkLimit(limitMs);
   return (source) =>
     new Observable<void>((subscriber) => {
-      let timer: Subscription | undefined;
-      let spent = false; // this run already emitted
-      const cancel = (): void => {
-        timer?.unsubscribe();
-        timer = undefined;
-      };
+      const watch = new CriticalWatch(limitMs, scheduler, () => subscriber.next());
       const subscription = source.subscribe({
-        next(category) {
-          if (category === null) return;
-          if (category !== 'Critical') {
-            cancel();
-            spent = false;
-            return;
-          }
-          if (timer !== undefined || spent) return;
-          timer = scheduler.schedule(() => {
-            timer = undefined;
-            spent = true;
-            subscriber.next();
-          }, limitMs);
-        },
+        next: (category) => watch.next(category),
         error(error: unknown) {
-          cancel();
+          watch.stop();
           subscriber.error(error);
         },
         complete() {
-          cancel();
+          watch.stop();
           subscriber.complete();
         },
       });
       return () => {
-        cancel();
+        watch.stop();
         subscription.unsubscribe();
       };
     });
+}
+
+function checkLimit(limitMs: number): void {
+  if (!Number.isFinite(limitMs) || limitMs < 0) throw new RangeError(`limitMs must be finite and >= 0, got ${limitMs}`);
+}
+
+/**
+ * The state and timer of {@link criticalFor} without an Observable, fed one category at a time
+ * (the link monitor keeps one per link): calls `onCritical` when a Critical run has lasted
+ * `limitMs`, under the same rules.
+ */
+export class CriticalWatch {
+  private timer: Subscription | undefined;
+  /** This run already fired. */
+  private spent = false;
+
+  /**
+   * @param limitMs how long a run must last, ms (finite, ≥ 0).
+   * @param scheduler runs the timer.
+   * @param onCritical called once per run that reaches `limitMs`.
+   * @throws RangeError when `limitMs` is negative or not finite.
+   */
+  constructor(
+    private readonly limitMs: number,
+    private readonly scheduler: SchedulerLike,
+    private readonly onCritical: () => void,
+  ) {
+    checkLimit(limitMs);
+  }
+
+  /** Takes one category: a Critical one starts the run's timer, any other ends the run. */
+  next(category: HealthCategory | null): void {
+    if (category === null) return;
+    if (category !== 'Critical') {
+      this.stop();
+      this.spent = false;
+      return;
+    }
+    if (this.timer !== undefined || this.spent) return;
+    this.timer = this.scheduler.schedule(() => {
+      this.timer = undefined;
+      this.spent = true;
+      this.onCritical();
+    }, this.limitMs);
+  }
+
+  /** Cancels a pending timer (the run may start again with the next Critical category). */
+  stop(): void {
+    this.timer?.unsubscribe();
+    this.timer = undefined;
+  }
 }

@@ -23,23 +23,36 @@ export interface InactivityOptions {
  * @param received a counter that grows whenever anything is received (bytes, messages).
  */
 export function inactivity(received: () => number, options: InactivityOptions): Observable<void> {
+  return new Observable<void>((subscriber) =>
+    watchInactivity(received, options, () => {
+      subscriber.next();
+      subscriber.complete();
+    }),
+  );
+}
+
+/**
+ * The watch of {@link inactivity} as a plain callback, for a caller that already holds a
+ * subscription (the link monitor): calls `onInactive` once, when `received()` has not changed for
+ * at least `timeoutMs`.
+ * @returns the stop function (cancels the check timer; idempotent).
+ */
+export function watchInactivity(received: () => number, options: InactivityOptions, onInactive: () => void): () => void {
   const { timeoutMs, scheduler } = options;
   const checkEveryMs = Math.max(1, options.checkEveryMs ?? Math.ceil(timeoutMs / 4));
-  return new Observable<void>((subscriber) => {
-    let lastCount = received();
-    let lastChange = scheduler.now();
-    return scheduler.schedule(function check() {
-      const count = received();
-      const now = scheduler.now();
-      if (count !== lastCount) {
-        lastCount = count;
-        lastChange = now;
-      } else if (now - lastChange >= timeoutMs) {
-        subscriber.next();
-        subscriber.complete();
-        return;
-      }
-      this.schedule(undefined, Math.min(checkEveryMs, Math.max(1, lastChange + timeoutMs - now)));
-    }, checkEveryMs);
-  });
+  let lastCount = received();
+  let lastChange = scheduler.now();
+  const check = scheduler.schedule(function watch() {
+    const count = received();
+    const now = scheduler.now();
+    if (count !== lastCount) {
+      lastCount = count;
+      lastChange = now;
+    } else if (now - lastChange >= timeoutMs) {
+      onInactive();
+      return;
+    }
+    this.schedule(undefined, Math.min(checkEveryMs, Math.max(1, lastChange + timeoutMs - now)));
+  }, checkEveryMs);
+  return () => check.unsubscribe();
 }

@@ -29,58 +29,124 @@ export interface PingOptions {
  * - A ping still in flight when the next tick comes is not overlapped (the tick is skipped).
  * - An answer after the timeout, or an error after it, is ignored.
  * Errors from `ping` (the connection closed) end the Observable with that error.
- * Costs two scheduled timers per ping (tick and timeout) and no RxJS operator chain.
+ * Costs two scheduled timers per ping (tick and timeout) and no RxJS operator chain; see
+ * {@link schedulePings} for the same schedule without an Observable.
  * @throws RangeError at call time when `intervalMs` is not finite and > 0 or `timeoutMs` is negative or NaN.
  */
 export function pingSamples(ping: () => Promise<void>, options: PingOptions): Observable<PingSample> {
-  const { intervalMs, timeoutMs, scheduler } = options;
+  checkPingOptions(options);
+  return new Observable<PingSample>((subscriber) =>
+    schedulePings(
+      ping,
+      options,
+      (sample) => subscriber.next(sample),
+      (error) => subscriber.error(error),
+    ),
+  );
+}
+
+/**
+ * The schedule of {@link pingSamples} as plain callbacks, for a caller that already holds a
+ * subscription (the link monitor runs pings, health and verdicts under one): `onSample` gets each
+ * outcome; `onError` gets the error of a failed `ping` (or one it threw), after which nothing more
+ * is called.
+ * @returns the stop function: cancels the tick and any pending timeout; an answer arriving later
+ *   is ignored. Idempotent.
+ * @throws RangeError when `intervalMs` is not finite and > 0 or `timeoutMs` is negative or NaN.
+ */
+export function schedulePings(
+  ping: () => Promise<void>,
+  options: PingOptions,
+  onSample: (sample: PingSample) => void,
+  onError: (error: unknown) => void,
+): () => void {
+  checkPingOptions(options);
+  const schedule = new PingSchedule(ping, options, onSample, onError);
+  return () => schedule.stop();
+}
+
+/** The state of one ping schedule as plain fields (one object per link, not a closure per step). */
+class PingSchedule {
+  /** When the current tick was due, ms. */
+  private due: number;
+  /** Number of the ping in flight; 0 when none. */
+  private pending = 0;
+  private started = 0;
+  private stopped = false;
+  private deadline: Subscription | undefined;
+  private ticks: Subscription | undefined;
+
+  constructor(
+    private readonly ping: () => Promise<void>,
+    private readonly options: PingOptions,
+    private readonly onSample: (sample: PingSample) => void,
+    private readonly onError: (error: unknown) => void,
+  ) {
+    const { intervalMs, scheduler } = options;
+    this.due = scheduler.now();
+    const tick = (action: SchedulerAction<undefined>): void => {
+      if (this.stopped) return;
+      if (this.pending === 0) this.start();
+      if (this.stopped) return;
+      const now = scheduler.now();
+      let due = this.due + intervalMs;
+      if (due <= now) due += (Math.floor((now - due) / intervalMs) + 1) * intervalMs;
+      this.due = due;
+      action.schedule(undefined, due - now);
+    };
+    this.ticks = scheduler.schedule(function (this: SchedulerAction<undefined>) {
+      tick(this);
+    }, 0);
+    if (this.stopped) this.ticks.unsubscribe(); // a scheduler that ran the first tick at once
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.pending = 0;
+    this.ticks?.unsubscribe();
+    this.deadline?.unsubscribe();
+    this.deadline = undefined;
+  }
+
+  private settle(id: number, sample: PingSample): void {
+    if (id !== this.pending) return; // timed out already, or the schedule stopped
+    this.pending = 0;
+    this.deadline?.unsubscribe();
+    this.deadline = undefined;
+    this.onSample(sample);
+  }
+
+  private fail(error: unknown): void {
+    this.stop();
+    this.onError(error);
+  }
+
+  private start(): void {
+    const id = ++this.started;
+    this.pending = id;
+    const { scheduler, timeoutMs } = this.options;
+    const sentAt = scheduler.now();
+    this.deadline = scheduler.schedule(() => this.settle(id, LOST), timeoutMs);
+    let answer: Promise<void>;
+    try {
+      answer = this.ping();
+    } catch (error) {
+      this.fail(error);
+      return;
+    }
+    answer.then(
+      () => this.settle(id, { kind: 'rtt', rttMs: scheduler.now() - sentAt }),
+      (error: unknown) => {
+        if (id === this.pending) this.fail(error);
+      },
+    );
+  }
+}
+
+/** The one lost-ping sample (samples are read-only, so every loss can share it). */
+const LOST: PingSample = Object.freeze({ kind: 'lost' });
+
+function checkPingOptions({ intervalMs, timeoutMs }: PingOptions): void {
   if (!Number.isFinite(intervalMs) || intervalMs <= 0) throw new RangeError(`ping intervalMs must be finite and > 0, got ${intervalMs}`);
   if (!(timeoutMs >= 0)) throw new RangeError(`ping timeoutMs must be >= 0, got ${timeoutMs}`);
-  return new Observable<PingSample>((subscriber) => {
-    let due = scheduler.now(); // when the current tick was due, ms
-    let pending = 0; // number of the ping in flight; 0 when none
-    let started = 0;
-    let deadline: Subscription | undefined;
-
-    const settle = (id: number, sample: PingSample): void => {
-      if (id !== pending) return; // timed out already, or the pipeline ended
-      pending = 0;
-      deadline?.unsubscribe();
-      deadline = undefined;
-      subscriber.next(sample);
-    };
-    const start = (): void => {
-      const id = ++started;
-      pending = id;
-      const sentAt = scheduler.now();
-      deadline = scheduler.schedule(() => settle(id, { kind: 'lost' }), timeoutMs);
-      let answer: Promise<void>;
-      try {
-        answer = ping();
-      } catch (error) {
-        subscriber.error(error);
-        return;
-      }
-      answer.then(
-        () => settle(id, { kind: 'rtt', rttMs: scheduler.now() - sentAt }),
-        (error: unknown) => {
-          if (id === pending) subscriber.error(error);
-        },
-      );
-    };
-
-    const ticks = scheduler.schedule(function (this: SchedulerAction<undefined>) {
-      if (pending === 0) start();
-      const now = scheduler.now();
-      due += intervalMs;
-      if (due <= now) due += (Math.floor((now - due) / intervalMs) + 1) * intervalMs;
-      this.schedule(undefined, due - now);
-    }, 0);
-
-    return () => {
-      pending = 0;
-      ticks.unsubscribe();
-      deadline?.unsubscribe();
-    };
-  });
 }

@@ -7,11 +7,12 @@ import { BehaviorSubject, EMPTY, Observable, Subject, distinctUntilChanged, inte
 import type { Subscription } from 'rxjs';
 import { createActor } from 'xstate';
 import type { InspectionEvent, Observer } from 'xstate';
-import { createLinkActor, DEFAULT_HEALTH_SETTINGS } from '../machines/link-actor.js';
+import { createLinkActor } from '../machines/link-actor.js';
 import type { LinkRegistry } from '../machines/link-actor.js';
 import { DEFAULT_BATCH_OPTIONS } from '../streams/batch.js';
 import type { BatchOptions } from '../streams/batch.js';
 import type { HealthOptions } from '../streams/health.js';
+import { DEFAULT_HEALTH_SETTINGS } from '../streams/link-monitor.js';
 import { LatencyWindow, RateMeter, sampleEvery } from '../streams/metrics.js';
 import type { OutboxLimits } from '../streams/outbox.js';
 import { renderPrometheus } from '../streams/prometheus.js';
