@@ -121,21 +121,29 @@ export function clockScheduler(clock: Clock): SchedulerLike {
 class ClockAction<T> extends Subscription implements SchedulerAction<T> {
   private handle: TimerHandle | undefined;
   private state: T | undefined;
+  /** The timer callback, made once per action rather than once per schedule (a ping tick reschedules forever). */
+  private fire: (() => void) | undefined;
 
   constructor(
     private readonly clock: Clock,
     private readonly work: (this: SchedulerAction<T>, state: T) => void,
   ) {
+    // No finalizer closure: unsubscribe() is overridden to cancel (one closure and array fewer per timer).
     super();
-    this.add(() => this.cancel());
   }
 
   schedule(state?: T, delay = 0): Subscription {
     if (this.closed) return this;
     this.cancel();
     this.state = state;
-    this.handle = this.clock.setTimeout(() => this.run(), delay);
+    this.fire ??= () => this.run();
+    this.handle = this.clock.setTimeout(this.fire, delay);
     return this;
+  }
+
+  override unsubscribe(): void {
+    this.cancel();
+    super.unsubscribe();
   }
 
   private run(): void {
