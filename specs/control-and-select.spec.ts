@@ -50,6 +50,44 @@ describe('ControlChannel', () => {
     right.close();
   });
 
+  it('resolves concurrent pings exactly on their own pongs, in any order, and ignores unsolicited ones (property)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 12 }).chain((count) =>
+          fc.tuple(fc.constant(count), fc.shuffledSubarray([...Array(count).keys()], { minLength: count, maxLength: count })),
+        ),
+        fc.array(fc.nat({ max: 2 ** 32 - 1 }), { maxLength: 3 }),
+        async ([count, order], strays) => {
+          const [a, b] = duplexPair();
+          const channel = new ControlChannel(a);
+          const bodies: Buffer[] = [];
+          b.on('data', (chunk: Buffer) => {
+            // Frames of 11 bytes: length, type 1 (PING), 8-byte body.
+            for (let at = 0; at + 11 <= chunk.length; at += 11) bodies.push(Buffer.from(chunk.subarray(at + 3, at + 11)));
+          });
+          const settled: number[] = [];
+          const pings = Array.from({ length: count }, (_, i) => channel.ping().then(() => settled.push(i)));
+          while (bodies.length < count) await new Promise((resolve) => setImmediate(resolve));
+          const pong = (body: Buffer): Buffer => Buffer.concat([Buffer.from([0, 9, 2]), body]);
+          for (const stray of strays) {
+            const body = Buffer.alloc(8);
+            body.writeUInt32BE(1, 0); // high half set: never one of ours
+            body.writeUInt32BE(stray, 4);
+            b.write(pong(body));
+          }
+          for (const [step, i] of order.entries()) {
+            b.write(pong(bodies[i] as Buffer));
+            while (settled.length <= step) await new Promise((resolve) => setImmediate(resolve));
+            assert.deepEqual(settled, order.slice(0, step + 1), 'each pong settles its own ping and no other');
+          }
+          await Promise.all(pings);
+          channel.close();
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
   it('carries every disconnect reason and the duplicate flag in the goodbye', async () => {
     for (const reason of DISCONNECT_REASONS) {
       for (const duplicate of [false, true]) {

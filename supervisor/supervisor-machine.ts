@@ -560,14 +560,19 @@ function handle(draft: Draft, event: SupervisorEvent): void {
   }
 }
 
-/** Writes a ping sample into its record: the RTT (a lost ping keeps the previous one) and the health. */
+/**
+ * Writes a ping sample into its record, in place: the RTT (a lost ping keeps the previous one) and
+ * the health. These fields count toward no limit, index or queue, so nothing else moves. In place
+ * because a fresh record per sample (10,000 a second at 10,000 connections, each living until the
+ * connection's next ping) was promoted to the old generation and dominated the GC work of an idle
+ * supervisor. The tables are written in place anyway (see {@link Draft}).
+ */
 function recordSample(draft: Draft, sample: ConnectionSample): void {
-  draft.update(
-    sample.connectionId,
-    sample.rttMs === null
-      ? { healthScore: sample.score, healthCategory: sample.category }
-      : { rttMs: sample.rttMs, healthScore: sample.score, healthCategory: sample.category },
-  );
+  const record = draft.context.connections[sample.connectionId];
+  if (!record) return;
+  if (sample.rttMs !== null) record.rttMs = sample.rttMs;
+  record.healthScore = sample.score;
+  record.healthCategory = sample.category;
 }
 
 /** The connection logic given to `setup()` or `provide()` (what `spawnChild('connection')` would use). */

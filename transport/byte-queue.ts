@@ -5,8 +5,10 @@
  * several frames. Parsers push every chunk here and take whole frames out. Reads copy only when a
  * requested piece spans chunks, so large chunks cost no per-read concatenation.
  */
+import { Fifo } from './fifo.js';
+
 export class ByteQueue {
-  private readonly chunks: Buffer[] = [];
+  private readonly chunks = new Fifo<Buffer>();
   private head = 0; // read offset into chunks[0]
   private size = 0;
 
@@ -28,7 +30,7 @@ export class ByteQueue {
    */
   peek(n: number): Buffer | undefined {
     if (n > this.size) return undefined;
-    const first = this.chunks[0];
+    const first = this.chunks.at(0);
     if (first === undefined) return Buffer.alloc(0);
     if (first.length - this.head >= n) return first.subarray(this.head, this.head + n);
     return this.gather(n, false);
@@ -37,7 +39,7 @@ export class ByteQueue {
   /** Removes and returns the first `n` bytes, or `undefined` (and removes nothing) while fewer are queued. */
   read(n: number): Buffer | undefined {
     if (n > this.size) return undefined;
-    const first = this.chunks[0];
+    const first = this.chunks.at(0);
     if (first === undefined) return Buffer.alloc(0);
     if (first.length - this.head >= n) {
       const out = first.subarray(this.head, this.head + n);
@@ -68,7 +70,7 @@ export class ByteQueue {
    * `undefined` when the queue is empty or `max` is 0. Lets a parser pass bytes on as they arrive.
    */
   shift(max: number): Buffer | undefined {
-    const first = this.chunks[0];
+    const first = this.chunks.at(0);
     if (first === undefined || max <= 0) return undefined;
     const available = first.length - this.head;
     if (max >= available) {
@@ -96,7 +98,7 @@ export class ByteQueue {
 
   /** Drops everything queued. */
   clear(): void {
-    this.chunks.length = 0;
+    this.chunks.clear();
     this.head = 0;
     this.size = 0;
   }
@@ -107,7 +109,7 @@ export class ByteQueue {
     let index = 0;
     let offset = this.head;
     while (copied < n) {
-      const chunk = this.chunks[index++] as Buffer;
+      const chunk = this.chunks.at(index++) as Buffer;
       const take = Math.min(chunk.length - offset, n - copied);
       chunk.copy(out, copied, offset, offset + take);
       copied += take;
@@ -120,7 +122,7 @@ export class ByteQueue {
   private advance(n: number): void {
     this.size -= n;
     while (n > 0) {
-      const first = this.chunks[0] as Buffer;
+      const first = this.chunks.at(0) as Buffer;
       const available = first.length - this.head;
       if (n < available) {
         this.head += n;

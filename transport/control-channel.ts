@@ -52,9 +52,17 @@ export interface ControlChannelEvents {
  */
 export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   private readonly inbound = new ByteQueue();
-  private readonly pendingPings = new Map<string, () => void>();
-  private readonly rejectors = new Map<string, (error: Error) => void>();
-  private nextPing = 0n;
+  /**
+   * The oldest ping waiting for its pong, and its number. Pings are usually one at a time, and a
+   * Map whose only entry comes and goes reallocates its table on every ping: garbage that lived
+   * for the ping interval and was promoted.
+   */
+  private firstPing: PendingPing | undefined;
+  private firstPingId = 0;
+  /** Further pings in flight at once (rare: an app ping during a monitor ping), by number. */
+  private morePings: Map<number, PendingPing> | undefined;
+  /** Number of the next ping, 0..2^32-1 (wraps): sent as the 8-byte body 0x00000000 || number (big-endian). */
+  private nextPing = 0;
   private failed: Error | undefined;
   /** We closed it ({@link close}, {@link detach}): later pings reject, and nothing is announced. */
   private closedByUs = false;
@@ -89,13 +97,19 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   ping(): Promise<void> {
     if (this.failed) return Promise.reject(this.failed);
     if (this.closedByUs) return Promise.reject(new ConnectionClosed('control channel closed'));
-    const body = Buffer.allocUnsafe(8);
-    body.writeBigUInt64BE(this.nextPing++ & 0xffffffffffffffffn);
-    const key = body.toString('hex');
+    const id = this.nextPing;
+    this.nextPing = (id + 1) % PING_NUMBERS;
+    const frame = frameOf(PING, PING_BODY_LENGTH);
+    frame.writeUInt32BE(0, 3);
+    frame.writeUInt32BE(id, 7);
     return new Promise<void>((resolve, reject) => {
-      this.pendingPings.set(key, resolve);
-      this.rejectors.set(key, reject);
-      this.writeFrame(PING, body);
+      if (this.firstPing === undefined) {
+        this.firstPing = { resolve, reject };
+        this.firstPingId = id;
+      } else {
+        (this.morePings ??= new Map()).set(id, { resolve, reject });
+      }
+      this.send(frame);
     });
   }
 
@@ -105,15 +119,17 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
    */
   goodbye(reason: DisconnectReason, duplicate = false): Promise<void> {
     if (!this.usable) return Promise.resolve();
-    const body = Buffer.from([reasonCode(reason), duplicate ? FLAG_DUPLICATE : 0]);
+    const frame = frameOf(GOODBYE, 2);
+    frame[3] = reasonCode(reason);
+    frame[4] = duplicate ? FLAG_DUPLICATE : 0;
     return new Promise<void>((resolve) => {
-      this.writeFrame(GOODBYE, body, () => resolve());
+      this.send(frame, () => resolve());
     });
   }
 
   /** Destroys the control stream; pending pings reject with ConnectionClosed. Emits no `error` (we closed it). */
   close(): void {
-    if (this.usable && this.rejectors.size > 0) this.fail(new ConnectionClosed('control channel closed'), false);
+    if (this.usable && this.firstPing !== undefined) this.fail(new ConnectionClosed('control channel closed'), false);
     this.closedByUs = true;
     this.stream.destroy();
   }
@@ -128,7 +144,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
    * stream already destroyed keeps a no-op error listener, as its error may be on its way.
    */
   detach(): void {
-    if (this.usable && this.rejectors.size > 0) this.fail(new ConnectionClosed('control channel closed'), false);
+    if (this.usable && this.firstPing !== undefined) this.fail(new ConnectionClosed('control channel closed'), false);
     this.closedByUs = true;
     this.stream.off('data', this.onStreamData);
     this.stream.off('end', this.onStreamEnd);
@@ -137,11 +153,8 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     if (this.stream.destroyed) this.stream.on('error', ignoreError);
   }
 
-  private writeFrame(type: number, body: Buffer, done?: () => void): void {
-    const frame = Buffer.allocUnsafe(3 + body.length);
-    frame.writeUInt16BE(1 + body.length, 0);
-    frame[2] = type;
-    body.copy(frame, 3);
+  /** Writes a whole frame (see {@link frameOf}); `done` runs once the stream took it, or at once if it is closed. */
+  private send(frame: Buffer, done?: () => void): void {
     if (this.stream.writableEnded || this.stream.destroyed) {
       done?.();
       return;
@@ -168,17 +181,18 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
 
   private onFrame(type: number, body: Buffer): void {
     switch (type) {
-      case PING:
-        if (body.length !== 8) return this.violation('ping body must be 8 bytes');
-        this.writeFrame(PONG, Buffer.from(body));
+      case PING: {
+        if (body.length !== PING_BODY_LENGTH) return this.violation('ping body must be 8 bytes');
+        const pong = frameOf(PONG, PING_BODY_LENGTH);
+        body.copy(pong, 3);
+        this.send(pong);
         return;
+      }
       case PONG: {
-        if (body.length !== 8) return this.violation('pong body must be 8 bytes');
-        const key = body.toString('hex');
-        const resolve = this.pendingPings.get(key);
-        this.pendingPings.delete(key);
-        this.rejectors.delete(key);
-        resolve?.(); // an unsolicited pong is harmless and ignored
+        if (body.length !== PING_BODY_LENGTH) return this.violation('pong body must be 8 bytes');
+        // We only send numbers below 2^32; any other pong is unsolicited: harmless and ignored.
+        if (body.readUInt32BE(0) !== 0) return;
+        this.settlePing(body.readUInt32BE(4));
         return;
       }
       case GOODBYE: {
@@ -192,6 +206,26 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     }
   }
 
+  /** Resolves the ping numbered `id`, if it is waiting; the next one waiting becomes the first. */
+  private settlePing(id: number): void {
+    let pending: PendingPing | undefined;
+    if (this.firstPing !== undefined && this.firstPingId === id) {
+      pending = this.firstPing;
+      this.firstPing = undefined;
+      const more = this.morePings;
+      if (more !== undefined && more.size > 0) {
+        const [nextId, next] = more.entries().next().value as [number, PendingPing];
+        more.delete(nextId);
+        this.firstPing = next;
+        this.firstPingId = nextId;
+      }
+    } else {
+      pending = this.morePings?.get(id);
+      this.morePings?.delete(id);
+    }
+    pending?.resolve();
+  }
+
   private violation(message: string): void {
     this.fail(new ProtocolViolation(message));
     this.stream.destroy();
@@ -200,9 +234,31 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   private fail(error: Error, announce = true): void {
     if (this.failed || this.closedByUs) return;
     this.failed = error;
-    for (const reject of this.rejectors.values()) reject(error);
-    this.pendingPings.clear();
-    this.rejectors.clear();
+    const first = this.firstPing;
+    const more = this.morePings;
+    this.firstPing = undefined;
+    this.morePings = undefined;
+    first?.reject(error);
+    if (more) for (const ping of more.values()) ping.reject(error);
     if (announce) this.emit('error', error);
   }
+}
+
+/** A ping waiting for its pong. */
+interface PendingPing {
+  readonly resolve: () => void;
+  readonly reject: (error: Error) => void;
+}
+
+/** Bytes of a ping or pong body. */
+const PING_BODY_LENGTH = 8;
+/** Ping numbers wrap here: at most this many pings are told apart (one ping every 10 s wraps after ~1,360 years). */
+const PING_NUMBERS = 2 ** 32;
+
+/** A frame of `type` with room for a `bodyLength`-byte body at offset 3 (length prefix and type filled in). */
+function frameOf(type: number, bodyLength: number): Buffer {
+  const frame = Buffer.allocUnsafe(3 + bodyLength);
+  frame.writeUInt16BE(1 + bodyLength, 0);
+  frame[2] = type;
+  return frame;
 }

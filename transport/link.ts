@@ -75,7 +75,8 @@ export class Link extends EventEmitter<LinkEvents> {
   private openAppStreams = 0;
   private streamEvents = 0;
   /** Application streams open now, for the byte count. */
-  private readonly appStreams = new Set<YamuxStream>();
+  /** Open application streams; made at the first one (many links carry none). */
+  private appStreams: Set<YamuxStream> | undefined;
   /** Payload bytes both ways of the application streams already closed. */
   private closedStreamBytes = 0;
   private readonly socket: Duplex;
@@ -203,11 +204,12 @@ export class Link extends EventEmitter<LinkEvents> {
   private track(stream: YamuxStream): void {
     this.openAppStreams++;
     this.streamEvents++;
-    this.appStreams.add(stream);
+    const streams = (this.appStreams ??= new Set());
+    streams.add(stream);
     stream.once('close', () => {
       this.openAppStreams--;
       this.streamEvents++;
-      this.appStreams.delete(stream);
+      streams.delete(stream);
       this.closedStreamBytes += stream.bytesReceived + stream.bytesSent;
     });
   }
@@ -218,7 +220,7 @@ export class Link extends EventEmitter<LinkEvents> {
    */
   get appBytes(): number {
     let total = this.closedStreamBytes;
-    for (const stream of this.appStreams) total += stream.bytesReceived + stream.bytesSent;
+    if (this.appStreams) for (const stream of this.appStreams) total += stream.bytesReceived + stream.bytesSent;
     return total;
   }
 

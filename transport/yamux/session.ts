@@ -15,6 +15,7 @@ import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 
 import { ByteQueue } from '../byte-queue.js';
+import { Fifo } from '../fifo.js';
 import { ConnectionClosed, PeerwardenError, ProtocolViolation, withoutStack } from '../errors.js';
 import {
   Flag,
@@ -221,11 +222,11 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
   private inputPaused = false;
 
   /** Streams with data and window to send, served round-robin one frame at a time. */
-  private readonly ready: YamuxStream[] = [];
-  private readonly readySet = new Set<YamuxStream>();
+  private readonly ready = new Fifo<YamuxStream>();
   private pumping = false;
 
-  private readonly pings = new Map<number, PendingPing>();
+  /** Pings waiting for their answer, by opaque value; made at the first ping (the link pings on its control stream instead). */
+  private pings: Map<number, PendingPing> | undefined;
   private nextPingId = 0;
 
   private localGoAway = false;
@@ -340,7 +341,7 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
     const id = this.nextPingId;
     this.nextPingId = (this.nextPingId + 1) % (MAX_UINT32 + 1);
     return new Promise<number>((resolve, reject) => {
-      this.pings.set(id, { start: performance.now(), resolve, reject });
+      (this.pings ??= new Map()).set(id, { start: performance.now(), resolve, reject });
       this.writeFrame(FrameType.Ping, Flag.SYN, 0, id);
     });
   }
@@ -567,9 +568,9 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
   }
 
   private settlePing(id: number): void {
-    const pending = this.pings.get(id);
+    const pending = this.pings?.get(id);
     if (pending === undefined) return; // unsolicited or late answer: harmless
-    this.pings.delete(id);
+    this.pings?.delete(id);
     const rtt = Math.max(performance.now() - pending.start, Number.MIN_VALUE);
     this.rttMs = rtt;
     pending.resolve(rtt);
@@ -694,8 +695,8 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
 
   private requestSend(stream: YamuxStream): void {
     if (this.terminated) return;
-    if (!this.readySet.has(stream)) {
-      this.readySet.add(stream);
+    if (!stream.sendQueued) {
+      stream.sendQueued = true;
       this.ready.push(stream);
     }
     this.pump();
@@ -708,10 +709,11 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
     try {
       while (this.ready.length > 0 && !this.terminated && this.connection.writable && !this.connection.writableNeedDrain) {
         const stream = this.ready.shift() as YamuxStream;
-        if (!this.readySet.delete(stream)) continue; // released meanwhile
+        if (!stream.sendQueued) continue; // released meanwhile
+        stream.sendQueued = false;
         stream.sendNextFrame(this.maxSendFrameLength);
-        if (stream.wantsToSend && !this.readySet.has(stream)) {
-          this.readySet.add(stream);
+        if (stream.wantsToSend && !stream.sendQueued) {
+          stream.sendQueued = true;
           this.ready.push(stream);
         }
       }
@@ -726,7 +728,7 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
     if (this.streams.get(stream.id) !== stream) return;
     this.streams.delete(stream.id);
     if (stream.direction === 'inbound') this.inboundCount -= 1;
-    this.readySet.delete(stream);
+    stream.sendQueued = false;
     this.maybeEndConnection();
   }
 
@@ -760,11 +762,10 @@ export class YamuxSession extends EventEmitter<YamuxSessionEvents> {
     const streams = [...this.streams.values()];
     this.streams.clear();
     this.inboundCount = 0;
-    this.ready.length = 0;
-    this.readySet.clear();
+    for (let stream = this.ready.shift(); stream !== undefined; stream = this.ready.shift()) stream.sendQueued = false;
     for (const stream of streams) stream.abort(streamError);
-    const pings = [...this.pings.values()];
-    this.pings.clear();
+    const pings = this.pings ? [...this.pings.values()] : [];
+    this.pings = undefined;
     for (const ping of pings) ping.reject(withoutStack(() => new ConnectionClosed('yamux session closed before the ping was answered')));
     if (error !== undefined && this.listenerCount('error') > 0) this.emit('error', error);
     this.emit('close', error);

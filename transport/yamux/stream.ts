@@ -12,6 +12,7 @@
 import { Duplex } from 'node:stream';
 
 import { ConnectionClosed, PeerwardenError, ProtocolViolation } from '../errors.js';
+import { Fifo } from '../fifo.js';
 import { Flag, INITIAL_STREAM_WINDOW, MAX_UINT32 } from './frame.js';
 
 /**
@@ -114,6 +115,12 @@ export class YamuxStream extends Duplex {
   readonly id: number;
   /** Whether we opened the stream or the peer did. */
   readonly direction: StreamDirection;
+  /**
+   * Waiting in its session's send queue. Written only by the session (a flag on the stream instead
+   * of a Set beside the queue, whose table was reallocated at every small send).
+   * @internal
+   */
+  sendQueued = false;
 
   private readonly host: YamuxStreamHost;
   /** Receive window we aim to keep granted to the peer, in bytes (grows up to `maxWindowSize`). */
@@ -131,7 +138,7 @@ export class YamuxStream extends Duplex {
   private sendWindowBytes = INITIAL_STREAM_WINDOW;
 
   /** Received data not yet handed to Node's readable buffer. */
-  private readonly queue: Buffer[] = [];
+  private readonly queue = new Fifo<Buffer>();
   private queuedBytes = 0;
   private bytesReceivedTotal = 0;
   private bytesSentTotal = 0;
@@ -419,7 +426,7 @@ export class YamuxStream extends Duplex {
       this.release();
     }
     this.failPending(error ?? this.abortReason ?? new ConnectionClosed(`yamux stream ${this.id} was destroyed`));
-    this.queue.length = 0;
+    this.queue.clear();
     this.queuedBytes = 0;
     callback(error);
   }
@@ -503,7 +510,7 @@ export class YamuxStream extends Duplex {
    */
   private finishQuietly(error: Error): void {
     this.abortReason = error;
-    this.queue.length = 0;
+    this.queue.clear();
     this.queuedBytes = 0;
     if (this.destroyed) {
       this.failPending(error);
