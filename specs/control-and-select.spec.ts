@@ -50,14 +50,16 @@ describe('ControlChannel', () => {
     right.close();
   });
 
-  it('resolves concurrent pings exactly on their own pongs, in any order, and ignores unsolicited ones (property)', async () => {
+  it('resolves concurrent pings exactly on their own pongs, in any order, ignores unsolicited ones, and close() rejects the rest (property)', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.integer({ min: 1, max: 12 }).chain((count) =>
           fc.tuple(fc.constant(count), fc.shuffledSubarray([...Array(count).keys()], { minLength: count, maxLength: count })),
         ),
         fc.array(fc.nat({ max: 2 ** 32 - 1 }), { maxLength: 3 }),
-        async ([count, order], strays) => {
+        fc.nat(),
+        async ([count, order], strays, cutSeed) => {
+          const answered = order.slice(0, cutSeed % (count + 1));
           const [a, b] = duplexPair();
           const channel = new ControlChannel(a);
           const bodies: Buffer[] = [];
@@ -66,7 +68,16 @@ describe('ControlChannel', () => {
             for (let at = 0; at + 11 <= chunk.length; at += 11) bodies.push(Buffer.from(chunk.subarray(at + 3, at + 11)));
           });
           const settled: number[] = [];
-          const pings = Array.from({ length: count }, (_, i) => channel.ping().then(() => settled.push(i)));
+          const failed: number[] = [];
+          const pings = Array.from({ length: count }, (_, i) =>
+            channel.ping().then(
+              () => settled.push(i),
+              (error: unknown) => {
+                assert.ok(error instanceof ConnectionClosed);
+                failed.push(i);
+              },
+            ),
+          );
           while (bodies.length < count) await new Promise((resolve) => setImmediate(resolve));
           const pong = (body: Buffer): Buffer => Buffer.concat([Buffer.from([0, 9, 2]), body]);
           for (const stray of strays) {
@@ -75,13 +86,18 @@ describe('ControlChannel', () => {
             body.writeUInt32BE(stray, 4);
             b.write(pong(body));
           }
-          for (const [step, i] of order.entries()) {
+          for (const [step, i] of answered.entries()) {
             b.write(pong(bodies[i] as Buffer));
             while (settled.length <= step) await new Promise((resolve) => setImmediate(resolve));
-            assert.deepEqual(settled, order.slice(0, step + 1), 'each pong settles its own ping and no other');
+            assert.deepEqual(settled, answered.slice(0, step + 1), 'each pong settles its own ping and no other');
           }
-          await Promise.all(pings);
           channel.close();
+          await Promise.all(pings);
+          assert.deepEqual(
+            failed.sort((x, y) => x - y),
+            order.slice(answered.length).sort((x, y) => x - y),
+            'close() rejects exactly the pings still waiting',
+          );
         },
       ),
       { numRuns: 40 },

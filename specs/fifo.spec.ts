@@ -40,7 +40,10 @@ describe('Fifo', () => {
           }
           assert.equal(fifo.length, model.length);
         }
-        assert.deepEqual(fifo.toArray(), model);
+        assert.deepEqual(
+          Array.from({ length: fifo.length }, (_, i) => fifo.at(i)),
+          model,
+        );
       }),
     );
   });

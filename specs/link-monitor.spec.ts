@@ -195,16 +195,24 @@ describe('createLinkMonitor', () => {
     );
   });
 
+  /** DESIGN §6 timings: ping every 10 s, lost after 5 s; every ping is lost. */
+  const lostPings = (overrides: Partial<Script>): Script => ({
+    intervalMs: 10_000,
+    timeoutMs: 5_000,
+    inactivityTimeoutMs: 60_000,
+    health: { options: {}, degradedAfter: 3, criticalLimitMs: 60_000 },
+    steps: [{ pongMs: null, otherBytesAtMs: null, appBytes: 0 }],
+    change: null,
+    durationMs: 6_000,
+    ...overrides,
+  });
+
   it('orders one lost ping on a silent link as sample, verdict, pingLost; then inactive', async () => {
-    const script: Script = {
-      intervalMs: 10_000,
-      timeoutMs: 5_000,
+    const script = lostPings({
       inactivityTimeoutMs: 12_000,
       health: { options: {}, degradedAfter: 1, criticalLimitMs: 60_000 },
-      steps: [{ pongMs: null, otherBytesAtMs: null, appBytes: 0 }],
-      change: null,
       durationMs: 14_000,
-    };
+    });
     const { events } = await run(script, monitorOf(script));
     assert.deepEqual(
       events.map(({ atMs, event }) => `${atMs} ${event.type === 'verdict' ? `verdict:${event.verdict}` : event.type}`),
@@ -214,15 +222,7 @@ describe('createLinkMonitor', () => {
   });
 
   it('does not report pingLost when other bytes arrived while the ping was out', async () => {
-    const script: Script = {
-      intervalMs: 10_000,
-      timeoutMs: 5_000,
-      inactivityTimeoutMs: 60_000,
-      health: { options: {}, degradedAfter: 3, criticalLimitMs: 60_000 },
-      steps: [{ pongMs: null, otherBytesAtMs: 1_000, appBytes: 0 }],
-      change: null,
-      durationMs: 6_000,
-    };
+    const script = lostPings({ steps: [{ pongMs: null, otherBytesAtMs: 1_000, appBytes: 0 }] });
     const { events } = await run(script, monitorOf(script));
     assert.deepEqual(
       events.map(({ event }) => event.type),

@@ -35,14 +35,15 @@ export interface PingOptions {
  */
 export function pingSamples(ping: () => Promise<void>, options: PingOptions): Observable<PingSample> {
   checkPingOptions(options);
-  return new Observable<PingSample>((subscriber) =>
-    schedulePings(
+  return new Observable<PingSample>((subscriber) => {
+    const schedule = new PingSchedule(
       ping,
       options,
       (sample) => subscriber.next(sample),
       (error) => subscriber.error(error),
-    ),
-  );
+    );
+    return () => schedule.stop();
+  });
 }
 
 /**

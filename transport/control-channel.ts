@@ -53,13 +53,13 @@ export interface ControlChannelEvents {
 export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   private readonly inbound = new ByteQueue();
   /**
-   * The oldest ping waiting for its pong, and its number. Pings are usually one at a time, and a
-   * Map whose only entry comes and goes reallocates its table on every ping: garbage that lived
-   * for the ping interval and was promoted.
+   * A ping waiting for its pong, and its number. Pings are usually one at a time, and a Map whose
+   * only entry comes and goes reallocates its table on every ping: garbage that lived for the
+   * ping interval and was promoted.
    */
   private firstPing: PendingPing | undefined;
   private firstPingId = 0;
-  /** Further pings in flight at once (rare: an app ping during a monitor ping), by number. */
+  /** Pings sent while {@link firstPing} was taken (rare: an app ping during a monitor ping), by number. */
   private morePings: Map<number, PendingPing> | undefined;
   /** Number of the next ping, 0..2^32-1 (wraps): sent as the 8-byte body 0x00000000 || number (big-endian). */
   private nextPing = 0;
@@ -129,7 +129,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
 
   /** Destroys the control stream; pending pings reject with ConnectionClosed. Emits no `error` (we closed it). */
   close(): void {
-    if (this.usable && this.firstPing !== undefined) this.fail(new ConnectionClosed('control channel closed'), false);
+    if (this.usable && this.pingsPending) this.fail(new ConnectionClosed('control channel closed'), false);
     this.closedByUs = true;
     this.stream.destroy();
   }
@@ -144,7 +144,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
    * stream already destroyed keeps a no-op error listener, as its error may be on its way.
    */
   detach(): void {
-    if (this.usable && this.firstPing !== undefined) this.fail(new ConnectionClosed('control channel closed'), false);
+    if (this.usable && this.pingsPending) this.fail(new ConnectionClosed('control channel closed'), false);
     this.closedByUs = true;
     this.stream.off('data', this.onStreamData);
     this.stream.off('end', this.onStreamEnd);
@@ -206,19 +206,16 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     }
   }
 
-  /** Resolves the ping numbered `id`, if it is waiting; the next one waiting becomes the first. */
+  private get pingsPending(): boolean {
+    return this.firstPing !== undefined || (this.morePings !== undefined && this.morePings.size > 0);
+  }
+
+  /** Resolves the ping numbered `id`, if it is waiting. */
   private settlePing(id: number): void {
     let pending: PendingPing | undefined;
     if (this.firstPing !== undefined && this.firstPingId === id) {
       pending = this.firstPing;
       this.firstPing = undefined;
-      const more = this.morePings;
-      if (more !== undefined && more.size > 0) {
-        const [nextId, next] = more.entries().next().value as [number, PendingPing];
-        more.delete(nextId);
-        this.firstPing = next;
-        this.firstPingId = nextId;
-      }
     } else {
       pending = this.morePings?.get(id);
       this.morePings?.delete(id);

@@ -48,9 +48,4 @@ export class Fifo<T> {
     this.items.fill(undefined, this.head, this.tail);
     this.head = this.tail = 0;
   }
-
-  /** The items, oldest first (a snapshot the caller may keep). */
-  toArray(): T[] {
-    return this.items.slice(this.head, this.tail) as T[];
-  }
 }
