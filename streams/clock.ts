@@ -5,6 +5,7 @@
  */
 import { Subscription } from 'rxjs';
 import type { SchedulerAction, SchedulerLike } from 'rxjs';
+import { TimerQueue } from './timer-queue.js';
 
 /** Opaque handle of a scheduled timer, returned by {@link Clock.setTimeout}. */
 export type TimerHandle = object | number;
@@ -20,14 +21,20 @@ export interface Clock {
   setTimeout(fn: () => void, ms: number): TimerHandle;
   /** Cancels a timer; a handle that already ran or was cleared is ignored. */
   clearTimeout(handle: TimerHandle): void;
+  /**
+   * Optional: schedules `fn` after `ms` like `setTimeout`, reusing `handle` (one this clock
+   * returned, pending or not; a pending one is moved, not run) so that a caller rescheduling
+   * forever allocates nothing. Returns the handle of the new schedule.
+   */
+  reschedule?(handle: TimerHandle | undefined, fn: () => void, ms: number): TimerHandle;
 }
 
-/** Wall-clock time: `performance.now()` and the global timers. */
-export const systemClock: Clock = {
-  now: () => performance.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, Math.max(0, ms || 0)),
-  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
-};
+/**
+ * Wall-clock time: `performance.now()`, and every timer of the process on one Node timer (a
+ * {@link TimerQueue}: due order, run in slices of at most 0.5 ms so that I/O is not held up by a
+ * burst of due timers).
+ */
+export const systemClock: Clock = new TimerQueue();
 
 /**
  * Virtual time for specs: nothing runs until {@link VirtualClock.advance} moves time forward.
@@ -119,7 +126,9 @@ export function clockScheduler(clock: Clock): SchedulerLike {
 }
 
 class ClockAction<T> extends Subscription implements SchedulerAction<T> {
+  /** The latest timer; kept after it ran, for the clock to reuse ({@link Clock.reschedule}). */
   private handle: TimerHandle | undefined;
+  private pending = false;
   private state: T | undefined;
   /** The timer callback, made once per action rather than once per schedule (a ping tick reschedules forever). */
   private fire: (() => void) | undefined;
@@ -134,10 +143,16 @@ class ClockAction<T> extends Subscription implements SchedulerAction<T> {
 
   schedule(state?: T, delay = 0): Subscription {
     if (this.closed) return this;
-    this.cancel();
     this.state = state;
     this.fire ??= () => this.run();
-    this.handle = this.clock.setTimeout(this.fire, delay);
+    const clock = this.clock;
+    if (clock.reschedule) {
+      this.handle = clock.reschedule(this.handle, this.fire, delay);
+    } else {
+      this.cancel();
+      this.handle = clock.setTimeout(this.fire, delay);
+    }
+    this.pending = true;
     return this;
   }
 
@@ -147,7 +162,7 @@ class ClockAction<T> extends Subscription implements SchedulerAction<T> {
   }
 
   private run(): void {
-    this.handle = undefined;
+    this.pending = false;
     if (this.closed) return;
     try {
       this.work.call(this, this.state as T);
@@ -158,9 +173,9 @@ class ClockAction<T> extends Subscription implements SchedulerAction<T> {
   }
 
   private cancel(): void {
-    if (this.handle !== undefined) {
-      this.clock.clearTimeout(this.handle);
-      this.handle = undefined;
+    if (this.pending) {
+      this.clock.clearTimeout(this.handle as TimerHandle);
+      this.pending = false;
     }
   }
 }

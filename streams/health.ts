@@ -171,6 +171,9 @@ export interface HealthSample {
   readonly category: HealthCategory | null;
 }
 
+/** Dropped pairs a {@link HealthScorer} lets accumulate before it compacts its pair arrays. */
+const PAIRS_COMPACT_AT = 16;
+
 /** Resolved options by the object passed in: every link of a supervisor passes the same one. */
 const resolvedOptions = new WeakMap<Partial<HealthOptions>, HealthOptions>();
 
@@ -245,8 +248,15 @@ export class HealthScorer {
   private readonly outcomes: boolean[] = [];
   private answered = 0;
   private latestLatency: number | null = null;
-  /** (time ms, counter) pairs, oldest first; `pairs[0]` is the baseline. */
-  private pairs: Array<{ atMs: number; count: number }>;
+  /**
+   * The (time ms, counter) pairs as two number arrays, oldest first from `pairStart`, whose pair
+   * is the baseline. Unboxed numbers rather than a pair object per outcome: a pair lives a
+   * bandwidth window (10 s), long enough to be promoted to the old generation, at every ping of
+   * every connection.
+   */
+  private readonly pairTimes: number[] = [];
+  private readonly pairCounts: number[] = [];
+  private pairStart = 0;
 
   /**
    * Reads `bytes()` and `scheduler.now()` once now, as the bandwidth baseline.
@@ -261,7 +271,8 @@ export class HealthScorer {
     options?: Partial<HealthOptions>,
   ) {
     this.options = resolveOptions(options);
-    this.pairs = [{ atMs: scheduler.now(), count: bytes() }];
+    this.pairTimes.push(scheduler.now());
+    this.pairCounts.push(bytes());
   }
 
   /**
@@ -282,14 +293,25 @@ export class HealthScorer {
     const reliability = reliabilityScore(this.answered, outcomes.length);
 
     const count = this.bytes();
-    const last = this.pairs[this.pairs.length - 1];
-    if (last !== undefined && count < last.count) this.pairs = [];
-    const pairs = this.pairs;
-    pairs.push({ atMs, count });
+    const times = this.pairTimes;
+    const counts = this.pairCounts;
+    if (counts.length > this.pairStart && count < (counts[counts.length - 1] as number)) {
+      times.length = 0;
+      counts.length = 0;
+      this.pairStart = 0;
+    }
+    times.push(atMs);
+    counts.push(count);
     // Keep exactly one pair at or before the window's start: the baseline.
-    while (pairs.length > 1 && (pairs[1]?.atMs ?? Infinity) <= atMs - bandwidthWindowMs) pairs.shift();
-    const base = pairs[0] ?? { atMs, count };
-    const bytesPerSecond = ((count - base.count) * 1000) / Math.max(bandwidthWindowMs, atMs - base.atMs);
+    while (times.length - this.pairStart > 1 && (times[this.pairStart + 1] as number) <= atMs - bandwidthWindowMs) this.pairStart++;
+    if (this.pairStart >= PAIRS_COMPACT_AT && this.pairStart * 2 >= times.length) {
+      times.splice(0, this.pairStart);
+      counts.splice(0, this.pairStart);
+      this.pairStart = 0;
+    }
+    const baseAtMs = times[this.pairStart] as number;
+    const baseCount = counts[this.pairStart] as number;
+    const bytesPerSecond = ((count - baseCount) * 1000) / Math.max(bandwidthWindowMs, atMs - baseAtMs);
     const bandwidth = bandwidthScore(bytesPerSecond, referenceBytesPerSecond);
 
     const score = overallScore([this.latestLatency, reliability, bandwidth]);
