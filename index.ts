@@ -83,6 +83,8 @@ export type {
 export { createLinkActor, reasonForError } from './machines/link-actor.js';
 
 export { clockScheduler, systemClock, VirtualClock } from './streams/clock.js';
+export { DEFAULT_TIMER_SLICE_MS, TimerQueue } from './streams/timer-queue.js';
+export type { TimerHost, TimerQueueOptions } from './streams/timer-queue.js';
 export type { Clock, TimerHandle } from './streams/clock.js';
 export { pingSamples } from './streams/ping.js';
 export {

@@ -104,6 +104,7 @@ export class TimerQueue implements Clock {
   private readonly runDue = (): void => this.run();
 
   /**
+   * @param options the slice (ms) and the host; Node's timers and a 0.5 ms slice by default.
    * @throws RangeError when `sliceMs` is not finite and >= 0.
    */
   constructor(options: TimerQueueOptions = {}) {
@@ -113,6 +114,7 @@ export class TimerQueue implements Clock {
     this.host = options.host ?? NODE_HOST;
   }
 
+  /** The host's monotonic time, ms (fractional). */
   now(): number {
     return this.host.now();
   }
@@ -122,12 +124,14 @@ export class TimerQueue implements Clock {
     return this.heap.length;
   }
 
+  /** Runs `fn` once after `ms` ms (negative or NaN counts as 0); returns its handle. */
   setTimeout(fn: () => void, ms: number): TimerHandle {
     const timer = new QueuedTimer(this, fn);
     this.insert(timer, ms);
     return timer;
   }
 
+  /** Cancels a timer; a handle that ran, was cleared or belongs to another clock is ignored. */
   clearTimeout(handle: TimerHandle): void {
     if (!(handle instanceof QueuedTimer) || handle.queue !== this || handle.index < 0) return;
     this.remove(handle);
