@@ -72,6 +72,22 @@ describe('CipherState', () => {
     assert.equal(cipher.nonce, 0x0102030405060709n);
   });
 
+  it('carries the nonce across the 32-bit boundary: 2^32-1, then 2^32, each used as the u64 it is', () => {
+    const cipher = new CipherState(nobleCrypto, key(9));
+    cipher.setNonce(0xffff_ffffn);
+    const first = cipher.encryptWithAd(bytes('ad'), bytes('a'));
+    assert.equal(cipher.nonce, 0x1_0000_0000n);
+    const second = cipher.encryptWithAd(bytes('ad'), bytes('b'));
+    assert.equal(cipher.nonce, 0x1_0000_0001n);
+    assert.deepEqual(first, chacha20poly1305(key(9), Uint8Array.of(0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0), bytes('ad')).encrypt(bytes('a')));
+    assert.deepEqual(second, chacha20poly1305(key(9), Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0), bytes('ad')).encrypt(bytes('b')));
+    const receiver = new CipherState(nobleCrypto, key(9));
+    receiver.setNonce(0xffff_ffffn);
+    assert.deepEqual(receiver.decryptWithAd(bytes('ad'), first), bytes('a'));
+    assert.deepEqual(receiver.decryptWithAd(bytes('ad'), second), bytes('b'));
+    assert.equal(receiver.nonce, 0x1_0000_0001n);
+  });
+
   it('increments the nonce per message and decrypts in order', () => {
     const sender = new CipherState(nobleCrypto, key(1));
     const receiver = new CipherState(nobleCrypto, key(1));

@@ -56,7 +56,13 @@ function asBuffer(bytes: Uint8Array): Buffer {
  */
 export class CipherState {
   private key: Uint8Array | undefined;
-  private n = 0n;
+  /**
+   * `n` as two u32 halves, not a bigint: `n++` on a bigint allocated a new one per frame, and on
+   * an idle connection it lived until the next frame (a ping interval), long enough to be
+   * promoted. The bigint the primitives take is made per call and dies young.
+   */
+  private nonceHigh = 0;
+  private nonceLow = 0;
   private readonly piecewise: PiecewiseAead | undefined;
 
   /** @param crypto the primitives; `key`, if given, is used as by InitializeKey(key). */
@@ -75,7 +81,8 @@ export class CipherState {
   initializeKey(key: Uint8Array | undefined): void {
     if (key !== undefined && key.length !== KEY_LENGTH) throw new RangeError(`cipher key must be ${KEY_LENGTH} bytes`);
     this.key = key === undefined ? undefined : key.slice();
-    this.n = 0n;
+    this.nonceHigh = 0;
+    this.nonceLow = 0;
   }
 
   /** HasKey() (§5.1): whether `k` is set. */
@@ -85,7 +92,8 @@ export class CipherState {
 
   /** The next nonce `n` this state will use, in [0, 2^64-1]. */
   get nonce(): bigint {
-    return this.n;
+    const low = BigInt(this.nonceLow);
+    return this.nonceHigh === 0 ? low : (BigInt(this.nonceHigh) << 32n) | low;
   }
 
   /**
@@ -94,7 +102,8 @@ export class CipherState {
    */
   setNonce(nonce: bigint): void {
     if (nonce < 0n || nonce > MAX_NONCE) throw new RangeError('nonce must be in [0, 2^64-1]');
-    this.n = nonce;
+    this.nonceHigh = Number(nonce >> 32n);
+    this.nonceLow = Number(nonce & 0xffff_ffffn);
   }
 
   /**
@@ -107,8 +116,8 @@ export class CipherState {
     const key = this.key;
     if (key === undefined) return plaintext;
     this.checkNonce();
-    const ciphertext = this.crypto.encrypt(key, this.n, ad, plaintext, output);
-    this.n++;
+    const ciphertext = this.crypto.encrypt(key, this.nonce, ad, plaintext, output);
+    this.advanceNonce();
     return ciphertext;
   }
 
@@ -122,8 +131,8 @@ export class CipherState {
     const key = this.key;
     if (key === undefined) return ciphertext;
     this.checkNonce();
-    const plaintext = this.crypto.decrypt(key, this.n, ad, ciphertext);
-    this.n++;
+    const plaintext = this.crypto.decrypt(key, this.nonce, ad, ciphertext);
+    this.advanceNonce();
     return plaintext;
   }
 
@@ -141,9 +150,9 @@ export class CipherState {
     const piecewise = this.piecewise;
     const out =
       piecewise !== undefined
-        ? piecewise.encryptPieces(key, this.n, ad, pieces)
-        : [asBuffer(this.crypto.encrypt(key, this.n, ad, concatPieces(pieces)))];
-    this.n++;
+        ? piecewise.encryptPieces(key, this.nonce, ad, pieces)
+        : [asBuffer(this.crypto.encrypt(key, this.nonce, ad, concatPieces(pieces)))];
+    this.advanceNonce();
     return out;
   }
 
@@ -160,9 +169,9 @@ export class CipherState {
     const piecewise = this.piecewise;
     const out =
       piecewise !== undefined
-        ? piecewise.decryptPieces(key, this.n, ad, pieces)
-        : [asBuffer(this.crypto.decrypt(key, this.n, ad, concatPieces(pieces)))];
-    this.n++;
+        ? piecewise.decryptPieces(key, this.nonce, ad, pieces)
+        : [asBuffer(this.crypto.decrypt(key, this.nonce, ad, concatPieces(pieces)))];
+    this.advanceNonce();
     return out;
   }
 
@@ -177,7 +186,17 @@ export class CipherState {
     this.key = this.crypto.encrypt(key, MAX_NONCE, EMPTY, ZEROS).slice(0, KEY_LENGTH);
   }
 
+  /** `n` + 1, carrying into the high half (never past 2^64-1: checkNonce refuses that first). */
+  private advanceNonce(): void {
+    if (this.nonceLow === 0xffff_ffff) {
+      this.nonceLow = 0;
+      this.nonceHigh++;
+    } else {
+      this.nonceLow++;
+    }
+  }
+
   private checkNonce(): void {
-    if (this.n >= MAX_NONCE) throw new PeerwardenError('NONCE_EXHAUSTED', 'nonce 2^64-1 reached: this cipher must not be used again');
+    if (this.nonceHigh === 0xffff_ffff && this.nonceLow === 0xffff_ffff) throw new PeerwardenError('NONCE_EXHAUSTED', 'nonce 2^64-1 reached: this cipher must not be used again');
   }
 }
