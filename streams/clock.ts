@@ -31,8 +31,8 @@ export interface Clock {
 
 /**
  * Wall-clock time: `performance.now()`, and every timer of the process on one Node timer (a
- * {@link TimerQueue}: due order, run in slices of at most 0.5 ms so that I/O is not held up by a
- * burst of due timers).
+ * {@link TimerQueue}: due order, run in 0.5 ms slices, stretched only as far as the I/O between
+ * them took, so that I/O is not held up by a burst of due timers).
  */
 export const systemClock: Clock = new TimerQueue();
 

@@ -250,7 +250,7 @@ export class HealthScorer {
   private latestLatency: number | null = null;
   /**
    * The (time ms, counter) pairs as two number arrays, oldest first from `pairStart`, whose pair
-   * is the baseline. Unboxed numbers rather than a pair object per outcome: a pair lives a
+   * is the baseline; never empty (the constructor's pair, and each outcome pushes one). Unboxed numbers rather than a pair object per outcome: a pair lives a
    * bandwidth window (10 s), long enough to be promoted to the old generation, at every ping of
    * every connection.
    */
@@ -295,7 +295,7 @@ export class HealthScorer {
     const count = this.bytes();
     const times = this.pairTimes;
     const counts = this.pairCounts;
-    if (counts.length > this.pairStart && count < (counts[counts.length - 1] as number)) {
+    if (count < (counts[counts.length - 1] as number)) {
       times.length = 0;
       counts.length = 0;
       this.pairStart = 0;

@@ -12,8 +12,10 @@
  * Why slices: Node runs every timer of a list that is due in one macrotask. After any stall (a GC
  * pause, a burst of handshakes) thousands of ping ticks are due at once and run back to back for
  * tens to hundreds of ms, during which no socket event (a close, a pong) is handled, and the pongs
- * of that burst come back as a burst. The queue runs due timers for at most `sliceMs`, then yields
- * a macrotask turn (`setImmediate`) so I/O and close callbacks run before the next slice.
+ * of that burst come back as a burst. The queue runs due timers for `sliceMs`, then yields a
+ * macrotask turn (`setImmediate`) so I/O and close callbacks run before the next slice. A
+ * continuation's slice is stretched to the time the loop spent elsewhere since the last one, so
+ * that under a backlog of both, timers get half the loop and never starve behind busy sockets.
  */
 import type { Clock, TimerHandle } from './clock.js';
 
@@ -41,8 +43,10 @@ const NODE_HOST: TimerHost = {
 /** Settings of a {@link TimerQueue}. */
 export interface TimerQueueOptions {
   /**
-   * Longest run of timer callbacks in one macrotask, ms, before the queue yields to I/O; at least
-   * one callback runs per turn. Default {@link DEFAULT_TIMER_SLICE_MS}.
+   * Run of timer callbacks in one macrotask, ms, before the queue yields to I/O; at least one
+   * callback runs per turn. A continuation after a yield may run as long as the rest of the loop
+   * took since the previous slice (never less than `sliceMs`). Default
+   * {@link DEFAULT_TIMER_SLICE_MS}.
    */
   readonly sliceMs?: number;
   /** Where time and the one host timer come from; Node's by default. */
@@ -79,8 +83,8 @@ class QueuedTimer {
 
 /**
  * A {@link Clock} whose timers share one host timer: a binary min-heap on (due time, scheduling
- * order), run in that order, at most `sliceMs` of callbacks per macrotask (see the module comment
- * for why). `systemClock` is one, shared by every supervisor of the process.
+ * order), run in that order, `sliceMs` of callbacks per macrotask, stretched for a continuation
+ * to the time the rest of the loop took (see the module comment for why). `systemClock` is one, shared by every supervisor of the process.
  *
  * Semantics match `setTimeout`: a callback runs once, no earlier than 1 ms before its due time
  * (as Node's timers); a cleared timer never runs; a callback that throws propagates like a timer's
@@ -199,7 +203,7 @@ export class TimerQueue implements Clock {
     this.continuation = undefined;
   }
 
-  /** Runs due timers in order for at most `sliceMs`; then continues next turn or re-arms. */
+  /** Runs due timers in order for one slice; then continues next turn or re-arms. */
   private run(): void {
     const backlogged = this.continuation !== undefined;
     this.hostTimer = undefined;
