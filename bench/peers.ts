@@ -161,7 +161,9 @@ function startChild(impl: ImplName, count: number, child: ChildProcess): Promise
 
 /**
  * Starts `count` peers of `impl` in `ceil(count / 2000)` child processes (near-equal shares),
- * each forked with `--import tsx`; their stdout and stderr go to this process's stderr.
+ * each forked with `--import tsx` plus the Node flags in the `BENCH_PEER_NODE_FLAGS` environment
+ * variable, space-separated (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the peers,
+ * which `NODE_OPTIONS` refuses); their stdout and stderr go to this process's stderr.
  * @throws Error when a child fails, exits or is not ready within 180 s (the others are stopped).
  */
 export async function startPeerProcesses(impl: ImplName, count: number): Promise<PeerProcesses> {
@@ -172,7 +174,8 @@ export async function startPeerProcesses(impl: ImplName, count: number): Promise
   const starting: Promise<readonly string[]>[] = [];
   for (let index = 0; index < processCount; index++) {
     const share = Math.floor(count / processCount) + (index < count % processCount ? 1 : 0);
-    const child = fork(file, [impl, String(share)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 2, 2, 'ipc'] });
+    const execArgv = ['--import', 'tsx', ...(process.env.BENCH_PEER_NODE_FLAGS ?? '').split(' ').filter(Boolean)];
+    const child = fork(file, [impl, String(share)], { execArgv, stdio: ['ignore', 2, 2, 'ipc'] });
     children.push(child);
     starting.push(startChild(impl, share, child));
   }

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { Fifo } from '../transport/fifo.js';
+import { FIFO_INITIAL_CAPACITY, Fifo } from '../transport/fifo.js';
 
 type Op = { kind: 'push'; value: number } | { kind: 'shift' } | { kind: 'clear' } | { kind: 'at'; index: number };
 
@@ -57,5 +57,23 @@ describe('Fifo', () => {
     assert.equal(items.filter((item) => item !== undefined).length, fifo.length);
     fifo.clear();
     assert.equal(items.filter((item) => item !== undefined).length, 0);
+  });
+
+  it('keeps its initial capacity while it never holds more, and the capacity it grew to once emptied', () => {
+    const fifo = new Fifo<number>();
+    const capacity = (): number => (fifo as unknown as { items: unknown[] }).items.length;
+    for (let i = 0; i < 1_000; i++) {
+      fifo.push(i);
+      if (i % 2 === 1) fifo.push(-i);
+      assert.equal(fifo.shift(), i);
+      if (i % 2 === 1) assert.equal(fifo.shift(), -i);
+    }
+    assert.equal(capacity(), FIFO_INITIAL_CAPACITY);
+    for (let i = 0; i < 100; i++) fifo.push(i);
+    const grown = capacity();
+    assert.ok(grown >= 100 && grown < 200, `capacity ${grown} after 100 items`);
+    while (fifo.length > 0) fifo.shift();
+    fifo.push(1);
+    assert.equal(capacity(), grown);
   });
 });

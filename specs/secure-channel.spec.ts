@@ -143,6 +143,27 @@ describe('SecureChannel over TCP on 127.0.0.1', () => {
     }
   });
 
+  it("reports the peer's static key and the handshake hash, equal on both sides, as fresh copies", async () => {
+    const pair = await handshakenPair();
+    try {
+      const client = pair.channel('client');
+      const server = pair.channel('server');
+      assert.deepEqual(client.remotePublicKey, pair.dialer.remotePublicKey);
+      assert.deepEqual(server.remotePublicKey, pair.listener.remotePublicKey);
+      assert.notDeepEqual(client.remotePublicKey, server.remotePublicKey);
+      assert.equal(client.handshakeHash.length, 32);
+      assert.deepEqual(client.handshakeHash, pair.dialer.handshakeHash);
+      assert.deepEqual(client.handshakeHash, server.handshakeHash);
+      // A caller that writes into what it got does not change the channel's.
+      client.handshakeHash.fill(0);
+      client.remotePublicKey.fill(0);
+      assert.deepEqual(client.handshakeHash, pair.dialer.handshakeHash);
+      assert.deepEqual(client.remotePublicKey, pair.dialer.remotePublicKey);
+    } finally {
+      await pair.close();
+    }
+  });
+
   it('delivers the handshake leftover before bytes from the socket', async () => {
     const pair = await handshakenPair();
     try {

@@ -15,7 +15,7 @@ import type { HandshakePayload } from './handshake-payload.js';
 import type { CipherState } from './noise/cipher-state.js';
 import { TAG_LENGTH } from './noise/crypto.js';
 import type { HandshakeResult } from './noise/handshake.js';
-import type { PeerId } from './peer-id.js';
+import { publicKeyFromPeerId, type PeerId } from './peer-id.js';
 
 /** Bytes of the big-endian length prefix of every frame. */
 export const FRAME_LENGTH_BYTES = 2;
@@ -76,12 +76,13 @@ export interface SecureChannelOptions {
 export class SecureChannel extends Duplex {
   /** The authenticated peer. */
   readonly remotePeerId: PeerId;
-  /** The peer's static X25519 public key, 32 bytes. */
-  readonly remotePublicKey: Uint8Array;
   /** The peer's handshake payload. */
   readonly remotePayload: HandshakePayload;
-  /** The Noise handshake hash, 32 bytes, equal on both sides. */
-  readonly handshakeHash: Uint8Array;
+  /**
+   * The handshake hash as base64url text. A string rather than a 32-byte array: a small typed
+   * array costs about 0.2 KiB of heap (view, ArrayBuffer, store), a string of 43 characters 64 bytes.
+   */
+  private readonly handshakeHashText: string;
   /** The underlying socket (owned by the channel). */
   readonly socket: Duplex;
 
@@ -149,9 +150,8 @@ export class SecureChannel extends Duplex {
     this.sendCipher = handshake.send;
     this.receiveCipher = handshake.receive;
     this.remotePeerId = handshake.remotePeerId;
-    this.remotePublicKey = handshake.remotePublicKey;
     this.remotePayload = handshake.remotePayload;
-    this.handshakeHash = handshake.handshakeHash;
+    this.handshakeHashText = Buffer.from(handshake.handshakeHash).toString('base64url');
     this.inbound.push(handshake.leftover);
     // We, not the socket, decide when our side ends (in _final).
     socket.allowHalfOpen = true;
@@ -161,6 +161,19 @@ export class SecureChannel extends Duplex {
     socket.on('error', this.onSocketError);
     socket.on('close', this.onClose);
     if (socket.destroyed) process.nextTick(() => this.destroy(new ConnectionClosed('socket closed before the channel')));
+  }
+
+  /**
+   * The peer's static X25519 public key, 32 bytes: decoded from {@link remotePeerId}, which encodes
+   * it (so the channel keeps no copy). A fresh array on every call.
+   */
+  get remotePublicKey(): Uint8Array {
+    return publicKeyFromPeerId(this.remotePeerId);
+  }
+
+  /** The Noise handshake hash (Noise §5.3 `h` after the last message), 32 bytes, equal on both sides. A fresh array on every call. */
+  get handshakeHash(): Uint8Array {
+    return new Uint8Array(Buffer.from(this.handshakeHashText, 'base64url'));
   }
 
   override _read(): void {

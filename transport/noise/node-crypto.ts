@@ -88,14 +88,25 @@ function toBytes(buffer: Buffer): Uint8Array {
 }
 
 /**
- * KeyObjects already built for a key array, with the key's base64url text at that time. A
- * handshake passes the same arrays again and again (our static key to every handshake, our
- * ephemeral key and the peer's ephemeral key to two DH each), and building a KeyObject costs
- * more than the X25519 operation itself. Weak: an entry lives no longer than its array. The text
- * is compared on every use, so an array whose bytes changed since gets a fresh KeyObject.
+ * KeyObjects already built for a private key array, with the key's base64url text at that time.
+ * A handshake passes the same arrays again and again (our static key to every handshake, our
+ * ephemeral key to two DH each), and building a KeyObject costs more than the X25519 operation
+ * itself. Weak: an entry lives no longer than its array. The text is compared on every use, so an
+ * array whose bytes changed since gets a fresh KeyObject.
  */
 const privateKeyObjects = new WeakMap<Uint8Array, { readonly text: string; readonly key: KeyObject }>();
-const publicKeyObjects = new WeakMap<Uint8Array, { readonly text: string; readonly key: KeyObject }>();
+
+/**
+ * KeyObjects of recently used public keys, by base64url text, oldest first. Only the peer's
+ * ephemeral key is used twice (in two DH of one handshake); the peer's static key is used once
+ * but stays referenced by the secure channel for the connection's life, so a cache keyed by the
+ * array (as for private keys) kept a KeyObject per connection (about 0.8 KiB of heap each, measured
+ * at 1,000 connections). Bounded instead: {@link PUBLIC_KEY_CACHE_SIZE} entries cover as many
+ * handshakes in flight; past that a key is rebuilt, which costs time, never correctness.
+ */
+const publicKeyObjects = new Map<string, KeyObject>();
+/** Entries of {@link publicKeyObjects}: handshakes in flight whose second DH still finds its key (the bench dials 64 at a time). */
+const PUBLIC_KEY_CACHE_SIZE = 128;
 
 function x25519PrivateKey(privateKey: Uint8Array): KeyObject {
   const d = base64url(privateKey);
@@ -108,10 +119,17 @@ function x25519PrivateKey(privateKey: Uint8Array): KeyObject {
 
 function x25519PublicKey(publicKey: Uint8Array): KeyObject {
   const x = base64url(publicKey);
-  const cached = publicKeyObjects.get(publicKey);
-  if (cached !== undefined && cached.text === x) return cached.key;
+  const cached = publicKeyObjects.get(x);
+  if (cached !== undefined) return cached;
   const key = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x }, format: 'jwk' });
-  publicKeyObjects.set(publicKey, { text: x, key });
+  if (publicKeyObjects.size >= PUBLIC_KEY_CACHE_SIZE) {
+    // Maps iterate in insertion order: the first key is the oldest.
+    for (const oldest of publicKeyObjects.keys()) {
+      publicKeyObjects.delete(oldest);
+      break;
+    }
+  }
+  publicKeyObjects.set(x, key);
   return key;
 }
 
@@ -145,7 +163,7 @@ function hkdf(chainingKey: Uint8Array, inputKeyMaterial: Uint8Array, numOutputs:
 
 /**
  * {@link NoiseCrypto} on `node:crypto` alone: X25519 through `diffieHellman` on KeyObjects built
- * from raw 32-byte keys (JWK form) once per key array (see `privateKeyObjects`), ChaCha20-Poly1305
+ * from raw 32-byte keys (JWK form), cached (see `privateKeyObjects`, `publicKeyObjects`), ChaCha20-Poly1305
  * through `createCipheriv` with a 16-byte tag, SHA-256 through the one-shot `hash`, the Noise HKDF
  * (§4.3) through `createHmac`. Randomness comes from `randomFillSync`.
  *
