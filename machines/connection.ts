@@ -69,6 +69,13 @@ export interface ConnectionMemory {
 }
 
 /**
+ * The memory of a connection that has none yet, shared by every new connection: it is never
+ * written (updates build a new memory), and one object and two arrays fewer per connection
+ * spared about 0.1 KiB each.
+ */
+const NO_MEMORY: ConnectionMemory = Object.freeze({ disconnects: Object.freeze([]), violations: Object.freeze([]) });
+
+/**
  * Most top-level fields a {@link ConnectionContext} may have. XState copies the context with
  * `Object.assign({}, context, update)` on every `assign`; V8 (Node 20) turns such a copy with 20
  * or more properties into a slow dictionary-mode object, which made every transition several
@@ -439,7 +446,7 @@ export const connectionMachine = setup({
     health: { rttMs: null, score: null, category: null },
     final: false,
     duplicate: false,
-    memory: { disconnects: [], violations: [] },
+    memory: NO_MEMORY,
     offline: input.offline ?? false,
     replaced: false,
   }),
